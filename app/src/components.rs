@@ -1,0 +1,4 @@
+//! Components shared by several pages.
+
+pub mod layout;
+pub mod status;

@@ -1,0 +1,39 @@
+//! The one error type that crosses the wire from server functions to the browser. It carries a message
+//! fit for a person and never internal detail: under `ssr`, conversions log the detail and keep it on
+//! the server.
+
+use leptos::server_fn::{
+    codec::JsonEncoding,
+    error::{FromServerFnError, ServerFnErrorErr},
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    /// The request was malformed or failed in transport (decoding, network, ...).
+    #[error("request failed: {0}")]
+    Request(String),
+    /// Something went wrong on the server; the detail is in the server's log.
+    #[error("something went wrong on the server; the details are in its log")]
+    Internal,
+    /// A dependency (database, Redis, ...) is down.
+    #[error("{0} is unavailable right now")]
+    Unavailable(String),
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        AppError::Request(value.to_string())
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl AppError {
+    /// Logs an internal error with its detail and returns the opaque [`AppError::Internal`].
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error in a server function");
+        AppError::Internal
+    }
+}

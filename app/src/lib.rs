@@ -1,0 +1,62 @@
+//! Goblin Assistant's dashboard: Leptos pages and components, the server functions they call, and the
+//! types that cross the wire. Server-only code sits behind the `ssr` feature; the browser build uses
+//! `hydrate`.
+
+pub mod components;
+pub mod error;
+pub mod pages;
+pub mod server_fns;
+#[cfg(feature = "ssr")]
+pub mod state;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::{
+    StaticSegment,
+    components::{Route, Router, Routes},
+};
+
+use crate::{
+    components::layout::Layout,
+    pages::{home::HomePage, not_found::NotFound},
+};
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light" />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body class="min-h-screen bg-slate-50 text-slate-900 antialiased">
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The dashboard: layout, routes, and a 404 page for everything else.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/goblin.css" />
+        <Title formatter=|page: String| {
+            if page.is_empty() { "Goblin Assistant".to_string() } else { format!("{page} · Goblin Assistant") }
+        } />
+        <Router>
+            <Layout>
+                <Routes fallback=|| view! { <NotFound /> }>
+                    <Route path=StaticSegment("") view=HomePage />
+                </Routes>
+            </Layout>
+        </Router>
+    }
+}

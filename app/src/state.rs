@@ -1,0 +1,17 @@
+//! What the server hands to pages and server functions through Leptos context.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use goblin_core::{Config, health::HealthService};
+use leptos::config::LeptosOptions;
+use sea_orm::DatabaseConnection;
+
+/// Shared by every request. Cheap to clone.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub config: Arc<Config>,
+    pub db: DatabaseConnection,
+    pub health: HealthService,
+}

@@ -1,0 +1,729 @@
+//! Configuration: built-in defaults, then an optional `goblin.toml`, then the environment.
+//!
+//! Every setting has one dotted key (`database.max_connections`) used in `goblin.toml` and in error
+//! messages, and one or more environment names (`GOBLIN_DB_MAX_CONNECTIONS`). Any problem stops
+//! start-up with a [`ConfigError`] that names the key, where the value came from, and what is wrong.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Serialize;
+use url::Url;
+
+use crate::secret::{Secret, mask_url};
+
+/// Which database the URL selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// `development` (the default) or `production`, which makes some missing settings fatal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunEnv {
+    Development,
+    Production,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Connection pool settings. On PostgreSQL the defaults are the production ones: 20 connections kept
+/// open, up to 60 in all, 30 s to acquire, connections renewed after an hour, pinged before use, and
+/// statements cut off after 30 s. SQLite gets a small pool (one file, one writer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PoolConfig {
+    pub min_connections: u32,
+    pub max_connections: u32,
+    #[serde(serialize_with = "secs")]
+    pub acquire_timeout: Duration,
+    #[serde(serialize_with = "secs")]
+    pub max_lifetime: Duration,
+    #[serde(serialize_with = "secs")]
+    pub idle_timeout: Duration,
+    pub test_before_acquire: bool,
+    /// PostgreSQL only.
+    #[serde(serialize_with = "secs")]
+    pub statement_timeout: Duration,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+impl PoolConfig {
+    pub fn defaults_for(backend: Backend) -> Self {
+        match backend {
+            Backend::Postgres => Self {
+                min_connections: 20,
+                max_connections: 60,
+                acquire_timeout: Duration::from_secs(30),
+                max_lifetime: Duration::from_secs(3600),
+                idle_timeout: Duration::from_secs(600),
+                test_before_acquire: true,
+                statement_timeout: Duration::from_secs(30),
+            },
+            Backend::Sqlite => Self {
+                min_connections: 1,
+                max_connections: 8,
+                acquire_timeout: Duration::from_secs(30),
+                max_lifetime: Duration::from_secs(3600),
+                idle_timeout: Duration::from_secs(600),
+                test_before_acquire: false,
+                statement_timeout: Duration::from_secs(30),
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DatabaseConfig {
+    pub url: Secret<String>,
+    pub backend: Backend,
+    pub pool: PoolConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `goblin=debug,sqlx=warn`.
+    pub filter: String,
+}
+
+/// The effective configuration of one `goblin` process.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Where people reach the dashboard; also the WebAuthn origin.
+    pub public_url: Url,
+    pub data_dir: PathBuf,
+    pub env: RunEnv,
+    pub database: DatabaseConfig,
+    pub redis_url: Option<Secret<String>>,
+    pub log: LogConfig,
+    /// Environment variables that look like ours but are not known; reported as warnings.
+    pub unknown_env: Vec<String>,
+    /// The config file that was read, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// One line that names the setting, where its value came from, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub origin: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.origin.is_empty() {
+            write!(f, "invalid configuration: {}: {}", self.key, self.problem)
+        } else {
+            write!(f, "invalid configuration: {} (from {}): {}", self.key, self.origin, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every key, with the environment names that set it (first wins) and whether it is a secret.
+struct KeySpec {
+    key: &'static str,
+    env: &'static [&'static str],
+}
+
+const KEYS: &[KeySpec] = &[
+    KeySpec { key: "listen", env: &["GOBLIN_LISTEN"] },
+    KeySpec { key: "public_url", env: &["GOBLIN_PUBLIC_URL", "FRONTEND_URL"] },
+    KeySpec { key: "data_dir", env: &["GOBLIN_DATA_DIR"] },
+    KeySpec { key: "env", env: &["GOBLIN_ENV"] },
+    KeySpec { key: "redis_url", env: &["REDIS_URL", "GOBLIN_REDIS_URL"] },
+    KeySpec { key: "database.url", env: &["DATABASE_URL", "GOBLIN_DATABASE_URL"] },
+    KeySpec { key: "database.min_connections", env: &["GOBLIN_DB_MIN_CONNECTIONS"] },
+    KeySpec { key: "database.max_connections", env: &["GOBLIN_DB_MAX_CONNECTIONS"] },
+    KeySpec { key: "database.acquire_timeout_s", env: &["GOBLIN_DB_ACQUIRE_TIMEOUT_S"] },
+    KeySpec { key: "database.max_lifetime_s", env: &["GOBLIN_DB_MAX_LIFETIME_S"] },
+    KeySpec { key: "database.idle_timeout_s", env: &["GOBLIN_DB_IDLE_TIMEOUT_S"] },
+    KeySpec { key: "database.test_before_acquire", env: &["GOBLIN_DB_TEST_BEFORE_ACQUIRE"] },
+    KeySpec { key: "database.statement_timeout_s", env: &["GOBLIN_DB_STATEMENT_TIMEOUT_S"] },
+    KeySpec { key: "log.format", env: &["GOBLIN_LOG_FORMAT"] },
+    KeySpec { key: "log.filter", env: &["GOBLIN_LOG", "RUST_LOG"] },
+];
+
+/// Environment names with the `GOBLIN_` prefix that belong to other parts of the program (the CLI,
+/// tests, later features) and so are not "unknown".
+const OTHER_GOBLIN_ENV: &[&str] = &["GOBLIN_CONFIG", "GOBLIN_TEST_PG_URL", "GOBLIN_TEST_REDIS_URL"];
+
+/// A raw value and where it came from.
+#[derive(Clone, Debug)]
+enum Raw {
+    File(toml::Value),
+    Env { name: String, value: String },
+}
+
+impl Raw {
+    fn origin(&self, file: &Path) -> String {
+        match self {
+            Raw::File(_) => file.display().to_string(),
+            Raw::Env { name, .. } => name.clone(),
+        }
+    }
+}
+
+/// Where configuration is read from. Tests build one by hand; the binary uses [`Sources::from_process`].
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    /// Path of `goblin.toml`; `required` makes a missing file an error.
+    pub file: Option<(PathBuf, bool)>,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Sources {
+    /// The process environment, and the file named by `GOBLIN_CONFIG` (required) or `./goblin.toml`
+    /// (optional).
+    pub fn from_process() -> Self {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let file = match env.get("GOBLIN_CONFIG") {
+            Some(path) if !path.is_empty() => Some((PathBuf::from(path), true)),
+            _ => Some((PathBuf::from("goblin.toml"), false)),
+        };
+        Self { file, env }
+    }
+}
+
+impl Config {
+    /// Reads the configuration of this process. See [`Config::load`].
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first bad setting.
+    pub fn from_process() -> Result<Self, ConfigError> {
+        Self::load(&Sources::from_process())
+    }
+
+    /// Defaults < file < environment.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] for an unreadable or unparsable file, an unknown key in the file, or a value
+    /// that does not parse or is out of range.
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        let mut raw: BTreeMap<&'static str, Raw> = BTreeMap::new();
+        let mut file_used = None;
+        let file_path = sources.file.as_ref().map(|(p, _)| p.clone()).unwrap_or_default();
+
+        if let Some((path, required)) = &sources.file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    read_file(path, &text, &mut raw)?;
+                    file_used = Some(path.clone());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}
+                Err(e) => {
+                    return Err(ConfigError {
+                        key: "GOBLIN_CONFIG".into(),
+                        origin: String::new(),
+                        problem: format!("cannot read {}: {e}", path.display()),
+                    });
+                }
+            }
+        }
+
+        for spec in KEYS {
+            if let Some((name, value)) = spec
+                .env
+                .iter()
+                .find_map(|name| sources.env.get(*name).map(|v| (*name, v)))
+            {
+                raw.insert(spec.key, Raw::Env { name: name.to_string(), value: value.clone() });
+            }
+        }
+
+        let known_env: Vec<&str> = KEYS.iter().flat_map(|k| k.env.iter().copied()).collect();
+        let unknown_env = sources
+            .env
+            .keys()
+            .filter(|k| k.starts_with("GOBLIN_"))
+            .filter(|k| !known_env.contains(&k.as_str()) && !OTHER_GOBLIN_ENV.contains(&k.as_str()))
+            .cloned()
+            .collect();
+
+        let r = Reader { raw: &raw, file: &file_path };
+
+        let listen = r
+            .string("listen")?
+            .map(|(v, origin)| {
+                v.parse::<SocketAddr>().map_err(|_| ConfigError {
+                    key: "listen".into(),
+                    origin,
+                    problem: format!("'{v}' is not an address:port such as 127.0.0.1:3000"),
+                })
+            })
+            .transpose()?
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000)));
+
+        let public_url = match r.string("public_url")? {
+            Some((v, origin)) => {
+                let url = Url::parse(&v).map_err(|e| ConfigError {
+                    key: "public_url".into(),
+                    origin: origin.clone(),
+                    problem: format!("not a valid URL ({e})"),
+                })?;
+                if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                    return Err(ConfigError {
+                        key: "public_url".into(),
+                        origin,
+                        problem: "must be an http:// or https:// URL with a host".into(),
+                    });
+                }
+                url
+            }
+            None => default_public_url(listen),
+        };
+
+        let data_dir = r
+            .string("data_dir")?
+            .map(|(v, _)| PathBuf::from(v))
+            .unwrap_or_else(|| PathBuf::from("data"));
+
+        let env = match r.string("env")? {
+            None => RunEnv::Development,
+            Some((v, origin)) => match v.to_ascii_lowercase().as_str() {
+                "development" | "dev" => RunEnv::Development,
+                "production" | "prod" => RunEnv::Production,
+                _ => {
+                    return Err(ConfigError {
+                        key: "env".into(),
+                        origin,
+                        problem: format!("'{v}' is not one of development, production"),
+                    });
+                }
+            },
+        };
+
+        let (db_url, backend) = match r.string("database.url")? {
+            Some((v, origin)) => {
+                let backend = parse_database_url(&v).map_err(|problem| ConfigError {
+                    key: "database.url".into(),
+                    origin,
+                    problem,
+                })?;
+                (v, backend)
+            }
+            None => (default_sqlite_url(&data_dir), Backend::Sqlite),
+        };
+
+        let defaults = PoolConfig::defaults_for(backend);
+        let pool = PoolConfig {
+            min_connections: 0,
+            max_connections: r.u32("database.max_connections", 1, 10_000)?.unwrap_or(defaults.max_connections),
+            acquire_timeout: r.secs("database.acquire_timeout_s", 1)?.unwrap_or(defaults.acquire_timeout),
+            max_lifetime: r.secs("database.max_lifetime_s", 1)?.unwrap_or(defaults.max_lifetime),
+            idle_timeout: r.secs("database.idle_timeout_s", 1)?.unwrap_or(defaults.idle_timeout),
+            test_before_acquire: r.bool("database.test_before_acquire")?.unwrap_or(defaults.test_before_acquire),
+            statement_timeout: r.secs("database.statement_timeout_s", 1)?.unwrap_or(defaults.statement_timeout),
+        };
+        let mut pool = pool;
+        // An explicit minimum above the maximum is a mistake; the default minimum simply yields.
+        pool.min_connections = match r.u32("database.min_connections", 0, 10_000)? {
+            Some(min) => min,
+            None => defaults.min_connections.min(pool.max_connections),
+        };
+        if pool.min_connections > pool.max_connections {
+            let origin = r.origin("database.min_connections");
+            return Err(ConfigError {
+                key: "database.min_connections".into(),
+                origin,
+                problem: format!(
+                    "{} is more than database.max_connections ({})",
+                    pool.min_connections, pool.max_connections
+                ),
+            });
+        }
+
+        let redis_url = match r.string("redis_url")? {
+            Some((v, _)) if v.is_empty() => None,
+            Some((v, origin)) => {
+                let url = Url::parse(&v).map_err(|e| ConfigError {
+                    key: "redis_url".into(),
+                    origin: origin.clone(),
+                    problem: format!("not a valid URL ({e})"),
+                })?;
+                if !matches!(url.scheme(), "redis" | "rediss" | "unix" | "redis+unix") {
+                    return Err(ConfigError {
+                        key: "redis_url".into(),
+                        origin,
+                        problem: format!("scheme '{}' is not redis:// or rediss://", url.scheme()),
+                    });
+                }
+                Some(Secret::new(v))
+            }
+            None => None,
+        };
+
+        let log = LogConfig {
+            format: match r.string("log.format")? {
+                None => LogFormat::Text,
+                Some((v, origin)) => match v.to_ascii_lowercase().as_str() {
+                    "text" | "pretty" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    _ => {
+                        return Err(ConfigError {
+                            key: "log.format".into(),
+                            origin,
+                            problem: format!("'{v}' is not one of text, json"),
+                        });
+                    }
+                },
+            },
+            filter: r.string("log.filter")?.map(|(v, _)| v).unwrap_or_else(|| "info".into()),
+        };
+
+        Ok(Config {
+            listen,
+            public_url,
+            data_dir,
+            env,
+            database: DatabaseConfig { url: Secret::new(db_url), backend, pool },
+            redis_url,
+            log,
+            unknown_env,
+            file: file_used,
+        })
+    }
+
+    /// The effective configuration as JSON, secrets masked: what `goblin check-config` prints.
+    pub fn to_masked_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "file": self.file.as_ref().map(|p| p.display().to_string()),
+            "listen": self.listen.to_string(),
+            "public_url": self.public_url.to_string(),
+            "data_dir": self.data_dir.display().to_string(),
+            "env": self.env,
+            "database": {
+                "url": mask_url(self.database.url.expose()),
+                "backend": self.database.backend,
+                "pool": self.database.pool,
+            },
+            "redis_url": self.redis_url.as_ref().map(|u| mask_url(u.expose())),
+            "log": { "format": self.log.format, "filter": self.log.filter },
+        })
+    }
+}
+
+fn default_public_url(listen: SocketAddr) -> Url {
+    // Browsers treat `localhost` as a secure context, which passkeys need; an unspecified or loopback
+    // address is reached as localhost.
+    let host = if listen.ip().is_loopback() || listen.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        match listen {
+            SocketAddr::V4(a) => a.ip().to_string(),
+            SocketAddr::V6(a) => format!("[{}]", a.ip()),
+        }
+    };
+    // The string is built from parts that always form a valid URL.
+    Url::parse(&format!("http://{host}:{}", listen.port())).unwrap_or_else(|_| {
+        Url::parse("http://localhost:3000").expect("static URL parses")
+    })
+}
+
+/// The default database: a SQLite file inside the data directory, created when missing.
+pub fn default_sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", data_dir.join("goblin.db").display())
+}
+
+/// Checks a database URL and tells which backend it selects.
+fn parse_database_url(v: &str) -> Result<Backend, String> {
+    if v.trim().is_empty() {
+        return Err("is empty; use sqlite://PATH or postgres://USER@HOST/DB".into());
+    }
+    if let Some(rest) = v.strip_prefix("sqlite:") {
+        if rest.is_empty() || rest == "//" {
+            return Err("sqlite URL has no file path; use sqlite://PATH or sqlite::memory:".into());
+        }
+        return Ok(Backend::Sqlite);
+    }
+    let url = Url::parse(v).map_err(|e| format!("not a valid URL ({e})"))?;
+    match url.scheme() {
+        "postgres" | "postgresql" => {
+            if url.host().is_none() {
+                return Err("postgres URL has no host".into());
+            }
+            Ok(Backend::Postgres)
+        }
+        other => Err(format!(
+            "unknown database backend '{other}'; use sqlite:// or postgres://"
+        )),
+    }
+}
+
+/// Reads typed values out of the merged raw settings.
+struct Reader<'a> {
+    raw: &'a BTreeMap<&'static str, Raw>,
+    file: &'a Path,
+}
+
+impl Reader<'_> {
+    fn origin(&self, key: &str) -> String {
+        self.raw.get(key).map(|r| r.origin(self.file)).unwrap_or_default()
+    }
+
+    fn err(&self, key: &str, problem: String) -> ConfigError {
+        ConfigError { key: key.into(), origin: self.origin(key), problem }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<(String, String)>, ConfigError> {
+        match self.raw.get(key) {
+            None => Ok(None),
+            Some(Raw::Env { name, value }) => Ok(Some((value.clone(), name.clone()))),
+            Some(Raw::File(toml::Value::String(s))) => Ok(Some((s.clone(), self.origin(key)))),
+            Some(Raw::File(other)) => {
+                Err(self.err(key, format!("expected a string, found {}", other.type_str())))
+            }
+        }
+    }
+
+    fn u32(&self, key: &str, min: u32, max: u32) -> Result<Option<u32>, ConfigError> {
+        let n: i64 = match self.raw.get(key) {
+            None => return Ok(None),
+            Some(Raw::Env { value, .. }) => value.trim().parse().map_err(|_| {
+                self.err(key, format!("'{value}' is not a whole number"))
+            })?,
+            Some(Raw::File(toml::Value::Integer(i))) => *i,
+            Some(Raw::File(other)) => {
+                return Err(self.err(key, format!("expected a whole number, found {}", other.type_str())));
+            }
+        };
+        if n < i64::from(min) || n > i64::from(max) {
+            return Err(self.err(key, format!("{n} is out of range {min}..={max}")));
+        }
+        Ok(Some(n as u32))
+    }
+
+    fn secs(&self, key: &str, min: u32) -> Result<Option<Duration>, ConfigError> {
+        Ok(self.u32(key, min, 7 * 24 * 3600)?.map(|s| Duration::from_secs(u64::from(s))))
+    }
+
+    fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.raw.get(key) {
+            None => Ok(None),
+            Some(Raw::Env { value, .. }) => match value.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(Some(true)),
+                "0" | "false" | "no" | "off" => Ok(Some(false)),
+                _ => Err(self.err(key, format!("'{value}' is not true or false"))),
+            },
+            Some(Raw::File(toml::Value::Boolean(b))) => Ok(Some(*b)),
+            Some(Raw::File(other)) => {
+                Err(self.err(key, format!("expected true or false, found {}", other.type_str())))
+            }
+        }
+    }
+}
+
+/// Flattens `goblin.toml` into dotted keys, refusing unknown ones.
+fn read_file(
+    path: &Path,
+    text: &str,
+    raw: &mut BTreeMap<&'static str, Raw>,
+) -> Result<(), ConfigError> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+            .map(|l| format!(" at line {l}"))
+            .unwrap_or_default();
+        ConfigError {
+            key: "goblin.toml".into(),
+            origin: path.display().to_string(),
+            problem: format!("not valid TOML{line}: {}", e.message().trim()),
+        }
+    })?;
+    flatten(path, "", &table, raw)
+}
+
+fn flatten(
+    path: &Path,
+    prefix: &str,
+    table: &toml::Table,
+    raw: &mut BTreeMap<&'static str, Raw>,
+) -> Result<(), ConfigError> {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(inner) if KEYS.iter().any(|s| s.key.starts_with(&format!("{key}."))) => {
+                flatten(path, &key, inner, raw)?;
+            }
+            _ => match KEYS.iter().find(|s| s.key == key) {
+                Some(spec) => {
+                    raw.insert(spec.key, Raw::File(v.clone()));
+                }
+                None => {
+                    return Err(ConfigError {
+                        key,
+                        origin: path.display().to_string(),
+                        problem: "unknown key".into(),
+                    });
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Sources {
+        Sources {
+            file: None,
+            env: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    fn with_file(text: &str, pairs: &[(&str, &str)]) -> (tempfile::TempDir, Sources) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("goblin.toml");
+        std::fs::write(&path, text).unwrap();
+        let mut s = env(pairs);
+        s.file = Some((path, true));
+        (dir, s)
+    }
+
+    #[test]
+    fn defaults_are_sqlite_in_data_dir_on_localhost_3000() {
+        let c = Config::load(&env(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.public_url.as_str(), "http://localhost:3000/");
+        assert_eq!(c.database.backend, Backend::Sqlite);
+        assert_eq!(c.database.url.expose(), "sqlite://data/goblin.db?mode=rwc");
+        assert!(c.redis_url.is_none());
+        assert_eq!(c.env, RunEnv::Development);
+    }
+
+    #[test]
+    fn postgres_gets_production_pool_defaults() {
+        let c = Config::load(&env(&[("DATABASE_URL", "postgres://u:p@127.0.0.1/goblin")])).unwrap();
+        let p = &c.database.pool;
+        assert_eq!(c.database.backend, Backend::Postgres);
+        assert_eq!((p.min_connections, p.max_connections), (20, 60));
+        assert_eq!(p.acquire_timeout, Duration::from_secs(30));
+        assert_eq!(p.max_lifetime, Duration::from_secs(3600));
+        assert!(p.test_before_acquire);
+        assert_eq!(p.statement_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_small_maximum_lowers_the_default_minimum() {
+        let c = Config::load(&env(&[
+            ("DATABASE_URL", "postgres://u@127.0.0.1/goblin"),
+            ("GOBLIN_DB_MAX_CONNECTIONS", "7"),
+        ]))
+        .unwrap();
+        assert_eq!((c.database.pool.min_connections, c.database.pool.max_connections), (7, 7));
+    }
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() {
+        let (_d, s) = with_file(
+            "listen = \"0.0.0.0:4000\"\n[database]\nmax_connections = 12\nmin_connections = 2\n",
+            &[("GOBLIN_DB_MAX_CONNECTIONS", "30")],
+        );
+        let c = Config::load(&s).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:4000");
+        assert_eq!(c.database.pool.max_connections, 30);
+        assert_eq!(c.database.pool.min_connections, 2);
+    }
+
+    #[test]
+    fn frontend_url_is_an_alias_of_public_url() {
+        let c = Config::load(&env(&[("FRONTEND_URL", "https://goblin.example.com")])).unwrap();
+        assert_eq!(c.public_url.as_str(), "https://goblin.example.com/");
+        let c = Config::load(&env(&[
+            ("FRONTEND_URL", "https://a.example.com"),
+            ("GOBLIN_PUBLIC_URL", "https://b.example.com"),
+        ]))
+        .unwrap();
+        assert_eq!(c.public_url.host_str(), Some("b.example.com"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_origin() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("DATABASE_URL", "not a url")], "database.url (from DATABASE_URL): not a valid URL"),
+            (&[("DATABASE_URL", "mysql://root@localhost/x")], "unknown database backend 'mysql'"),
+            (&[("GOBLIN_DB_MAX_CONNECTIONS", "lots")], "database.max_connections (from GOBLIN_DB_MAX_CONNECTIONS): 'lots' is not a whole number"),
+            (&[("GOBLIN_DB_MAX_CONNECTIONS", "0")], "0 is out of range"),
+            (&[("GOBLIN_LISTEN", "localhost")], "listen (from GOBLIN_LISTEN)"),
+            (&[("GOBLIN_ENV", "staging")], "'staging' is not one of development, production"),
+            (&[("REDIS_URL", "http://x")], "redis_url (from REDIS_URL): scheme 'http'"),
+            (&[("GOBLIN_DB_TEST_BEFORE_ACQUIRE", "maybe")], "'maybe' is not true or false"),
+            (&[("GOBLIN_DB_MIN_CONNECTIONS", "9"), ("GOBLIN_DB_MAX_CONNECTIONS", "3")], "is more than database.max_connections"),
+        ];
+        for (pairs, expected) in cases {
+            let e = Config::load(&env(pairs)).unwrap_err().to_string();
+            assert!(e.contains(expected), "{e:?} should contain {expected:?}");
+            assert!(!e.contains('\n'), "one line: {e:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_file_key_and_wrong_type_are_refused() {
+        let (_d, s) = with_file("lisen = \"127.0.0.1:1\"\n", &[]);
+        let e = Config::load(&s).unwrap_err();
+        assert_eq!(e.key, "lisen");
+        assert!(e.to_string().contains("unknown key"));
+
+        let (_d, s) = with_file("[database]\nmax_conections = 3\n", &[]);
+        assert_eq!(Config::load(&s).unwrap_err().key, "database.max_conections");
+
+        let (_d, s) = with_file("[database]\nmax_connections = \"ten\"\n", &[]);
+        let e = Config::load(&s).unwrap_err().to_string();
+        assert!(e.contains("database.max_connections") && e.contains("expected a whole number, found string"), "{e}");
+
+        let (_d, s) = with_file("listen = [\n", &[]);
+        let e = Config::load(&s).unwrap_err().to_string();
+        assert!(e.contains("not valid TOML at line 1"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_or_masked_output() {
+        let c = Config::load(&env(&[
+            ("DATABASE_URL", "postgres://goblin:pg-s3cret@127.0.0.1/goblin"),
+            ("REDIS_URL", "redis://:redis-s3cret@127.0.0.1:6379"),
+        ]))
+        .unwrap();
+        let dbg = format!("{c:?}");
+        let json = c.to_masked_json().to_string();
+        for out in [dbg, json] {
+            assert!(!out.contains("pg-s3cret") && !out.contains("redis-s3cret"), "{out}");
+        }
+    }
+
+    #[test]
+    fn unknown_goblin_env_names_are_reported() {
+        let c = Config::load(&env(&[("GOBLIN_LISTN", "x"), ("GOBLIN_LISTEN", "127.0.0.1:9")])).unwrap();
+        assert_eq!(c.unknown_env, vec!["GOBLIN_LISTN".to_string()]);
+    }
+}

@@ -1,0 +1,15 @@
+//! Goblin Assistant's server-side domain library: configuration, the database layer (SeaORM entities
+//! and connection), and the services that pages, server functions and HTTP handlers call.
+//!
+//! Nothing here knows about HTTP frameworks; callers authenticate, call one service function, and map
+//! its error.
+
+pub mod config;
+pub mod db;
+pub mod entities;
+pub mod health;
+pub mod redis_store;
+pub mod secret;
+
+pub use config::Config;
+pub use secret::Secret;

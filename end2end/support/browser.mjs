@@ -1,0 +1,35 @@
+// Launches Debian's chromium through playwright-core, with the flags this environment needs: no
+// sandbox as root, no outside network lookups (only localhost resolves), no background traffic.
+// Playwright gives every launch a fresh temporary profile (user-data-dir).
+import { chromium } from "playwright-core";
+
+export const BASE_URL = process.env.GOBLIN_BASE_URL ?? "http://localhost:3000";
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    headless: true,
+    timeout: 30_000,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--disable-dev-shm-usage",
+      "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+    ],
+  });
+}
+
+/// Collects uncaught page errors and console errors, which is how a failed hydration shows itself.
+export function watchErrors(page) {
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(`console: ${m.text()}`);
+  });
+  return errors;
+}

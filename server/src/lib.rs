@@ -1,0 +1,10 @@
+//! The `goblin` server: command line, start-up wiring, and the HTTP routes that are not Leptos pages
+//! (`/health*` here; `/v1`, `/api` and `/metrics` as their features land).
+
+pub mod assets;
+pub mod cli;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+
+pub use startup::Application;

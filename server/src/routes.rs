@@ -1,0 +1,3 @@
+//! HTTP routes outside the Leptos pages.
+
+pub mod health;

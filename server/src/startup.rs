@@ -1,0 +1,174 @@
+//! Builds the application from a [`Config`]: database, migrations, state, router, listener.
+//! Tests build it on port 0 and read [`Application::port`].
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderName, Request as HttpRequest},
+    response::{IntoResponse, Response},
+};
+use goblin_app::{App, shell, state::AppState};
+use goblin_core::{Config, db, health::HealthService, redis_store::RedisHandle};
+use leptos::{config::LeptosOptions, prelude::provide_context};
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use tokio::net::TcpListener;
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::{assets, routes};
+
+/// Largest request body accepted anywhere unless a route says otherwise.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    public_url: url::Url,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects to the database, applies pending migrations, and binds the listener.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or migrated, Redis is configured with an invalid URL, or
+    /// the address cannot be bound.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let conn = db::connect(&config.database).await?;
+        db::migrate_up(&conn).await?;
+
+        let redis = match &config.redis_url {
+            Some(url) => Some(Arc::new(RedisHandle::new(url).context("Failed to set up Redis")?)),
+            None => None,
+        };
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("Failed to listen on {}", config.listen))?;
+        let local = listener.local_addr().context("Failed to read the bound address")?;
+
+        let mut public_url = config.public_url.clone();
+        // Port 0 (tests) binds a free port; the default public URL follows it.
+        if config.listen.port() == 0 && public_url.port() == Some(0) {
+            let _ = public_url.set_port(Some(local.port()));
+        }
+
+        let leptos_options = LeptosOptions::builder()
+            .output_name("goblin")
+            .site_pkg_dir("pkg")
+            .site_root("target/site")
+            .site_addr(local)
+            .build();
+
+        let state = AppState {
+            leptos_options,
+            health: HealthService::new(conn.clone(), redis),
+            db: conn,
+            config: Arc::new(config),
+        };
+        if !assets::has_frontend() {
+            tracing::warn!("the compiled front end is missing; pages are served without hydration");
+        }
+        let router = router(state.clone());
+        Ok(Self { listener, router, public_url, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    pub fn public_url(&self) -> &url::Url {
+        &self.public_url
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then finishes in-flight requests.
+    ///
+    /// # Errors
+    /// When the server fails while running.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        tracing::info!(url = %self.public_url, addr = ?self.local_addr(), "serving");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("The HTTP server failed")
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let request_id = HeaderName::from_static("x-request-id");
+    let ctx_state = state.clone();
+    Router::new()
+        .merge(routes::health::router())
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(ctx_state.clone()),
+            {
+                let options = state.leptos_options.clone();
+                move || shell(options.clone())
+            },
+        )
+        .fallback(fallback)
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &HttpRequest<Body>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Static files first; anything else is rendered by the app, whose fallback route answers 404.
+async fn fallback(State(state): State<AppState>, req: Request) -> Response {
+    if let Some(resp) = assets::serve(req.uri().path(), req.headers()) {
+        return resp;
+    }
+    let options = state.leptos_options.clone();
+    let handler = leptos_axum::render_app_to_stream_with_context(
+        move || provide_context(state.clone()),
+        move || shell(options.clone()),
+    );
+    handler(req).await.into_response()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

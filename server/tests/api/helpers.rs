@@ -1,0 +1,176 @@
+//! Shared test support: fresh databases, a spawned server on port 0, a cookie-keeping client.
+
+use std::{collections::BTreeMap, path::PathBuf, sync::Once};
+
+use goblin_core::config::{Config, Sources};
+use goblin_server::Application;
+use sea_orm::{ConnectionTrait, Database};
+
+static TRACING: Once = Once::new();
+
+/// Set TEST_LOG=1 to see the server's logs while tests run.
+pub fn init_test_log() {
+    TRACING.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            goblin_server::telemetry::init(&goblin_core::config::LogConfig {
+                format: goblin_core::config::LogFormat::Text,
+                filter: "debug,sqlx=warn,hyper=info".into(),
+            });
+        }
+    });
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The PostgreSQL admin URL for tests, or `None` to skip the PostgreSQL variant.
+///
+/// # Panics
+/// Under CI=true when GOBLIN_TEST_PG_URL is not set: CI must not skip PostgreSQL.
+pub fn pg_admin_url() -> Option<String> {
+    match std::env::var("GOBLIN_TEST_PG_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ if in_ci() => panic!("CI=true but GOBLIN_TEST_PG_URL is not set: PostgreSQL tests cannot be skipped in CI"),
+        _ => {
+            eprintln!("GOBLIN_TEST_PG_URL not set: skipping the PostgreSQL variant");
+            None
+        }
+    }
+}
+
+/// The Redis URL for tests, or `None` to skip Redis variants.
+///
+/// # Panics
+/// Under CI=true when GOBLIN_TEST_REDIS_URL is not set.
+pub fn redis_url() -> Option<String> {
+    match std::env::var("GOBLIN_TEST_REDIS_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ if in_ci() => panic!("CI=true but GOBLIN_TEST_REDIS_URL is not set: Redis tests cannot be skipped in CI"),
+        _ => {
+            eprintln!("GOBLIN_TEST_REDIS_URL not set: skipping the Redis variant");
+            None
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database that exists for one test. SQLite lives in a temp dir; a PostgreSQL database is created
+/// under a random name and dropped by [`TestDb::drop_db`] (the test script also sweeps leftovers).
+pub struct TestDb {
+    pub url: String,
+    pub data_dir: tempfile::TempDir,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// `None` when the backend is PostgreSQL and no test URL is configured (outside CI).
+    pub async fn new(backend: Backend) -> Option<Self> {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => {
+                let url = goblin_core::config::default_sqlite_url(data_dir.path());
+                Some(Self { url, data_dir, pg: None })
+            }
+            Backend::Postgres => {
+                let admin = pg_admin_url()?;
+                let name = format!("goblin_test_{}", uuid::Uuid::new_v4().simple());
+                let conn = Database::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("PostgreSQL at GOBLIN_TEST_PG_URL is unreachable: {e}"));
+                conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create database");
+                conn.close().await.ok();
+                let mut url = url::Url::parse(&admin).expect("GOBLIN_TEST_PG_URL is a URL");
+                url.set_path(&format!("/{name}"));
+                Some(Self { url: url.to_string(), data_dir, pg: Some((admin, name)) })
+            }
+        }
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.pg.as_ref().map(|(_, n)| n.as_str())
+    }
+
+    /// Drops a PostgreSQL test database (forcing out leftover connections).
+    pub async fn drop_db(self) {
+        if let Some((admin, name)) = &self.pg {
+            if let Ok(conn) = Database::connect(admin).await {
+                let _ = conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                let _ = conn.close().await;
+            }
+        }
+    }
+}
+
+/// Environment for a test server: loopback, port 0, the given database, small pools.
+pub fn test_env(db_url: &str, data_dir: &std::path::Path) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("GOBLIN_LISTEN".into(), "127.0.0.1:0".into());
+    env.insert("DATABASE_URL".into(), db_url.into());
+    env.insert("GOBLIN_DATA_DIR".into(), data_dir.display().to_string());
+    env.insert("GOBLIN_DB_MIN_CONNECTIONS".into(), "1".into());
+    env.insert("GOBLIN_DB_MAX_CONNECTIONS".into(), "5".into());
+    env.insert("GOBLIN_DB_ACQUIRE_TIMEOUT_S".into(), "5".into());
+    env
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+
+    pub async fn stop(self) {
+        self.server.abort();
+        let _ = self.server.await;
+        self.db.drop_db().await;
+    }
+}
+
+/// Spawns the server on a fresh database. `extra` adds or overrides environment settings.
+pub async fn spawn_app(backend: Backend, extra: &[(&str, &str)]) -> Option<TestApp> {
+    init_test_log();
+    let db = TestDb::new(backend).await?;
+    Some(spawn_app_on(db, extra).await)
+}
+
+pub async fn spawn_app_on(db: TestDb, extra: &[(&str, &str)]) -> TestApp {
+    init_test_log();
+    let mut env = test_env(&db.url, db.data_dir.path());
+    for (k, v) in extra {
+        env.insert((*k).into(), (*v).into());
+    }
+    let config = Config::load(&Sources { file: None, env }).expect("test configuration is valid");
+    let app = Application::build(config).await.expect("application builds");
+    let port = app.port();
+    let server = tokio::spawn(async move {
+        let _ = app.run_until_stopped().await;
+    });
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    TestApp { address: format!("http://127.0.0.1:{port}"), port, client, db, server }
+}
+
+/// Path of the built `goblin` binary.
+pub fn goblin_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_goblin"))
+}

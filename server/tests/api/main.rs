@@ -1,0 +1,10 @@
+//! HTTP and command-line tests of the `goblin` server: one binary, one module per area.
+//! Every test gets a fresh database; PostgreSQL variants run when GOBLIN_TEST_PG_URL is set (and
+//! must run under CI=true).
+
+mod cli;
+mod health;
+mod helpers;
+mod migrations;
+mod pages;
+mod pg_restart;

@@ -1,0 +1,111 @@
+//! PostgreSQL going away and coming back while the server runs.
+//!
+//! The server reaches PostgreSQL through a TCP proxy owned by the test. "Stopping" the proxy closes
+//! every open connection and the listening port (new connections are refused), exactly what clients
+//! see when PostgreSQL stops; "starting" it listens on the same port again. This leaves the shared
+//! PostgreSQL that other tests use untouched.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::Mutex,
+    task::JoinSet,
+};
+
+use crate::helpers::{Backend, TestDb, spawn_app_on};
+
+struct Proxy {
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    tasks: Arc<Mutex<Option<JoinSet<()>>>>,
+}
+
+impl Proxy {
+    async fn start_on(addr: SocketAddr, upstream: SocketAddr) -> Self {
+        let p = Self { addr, upstream, tasks: Arc::new(Mutex::new(None)) };
+        p.start().await;
+        p
+    }
+
+    async fn start(&self) {
+        let listener = TcpListener::bind(self.addr).await.expect("proxy binds its port again");
+        let upstream = self.upstream;
+        let mut set = JoinSet::new();
+        let conns = Arc::new(Mutex::new(JoinSet::new()));
+        let conns_for_accept = conns.clone();
+        set.spawn(async move {
+            let _keep = conns;
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                conns_for_accept.lock().await.spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        *self.tasks.lock().await = Some(set);
+    }
+
+    /// Closes the port and every proxied connection. Dropping the JoinSets aborts the accept loop
+    /// (freeing the listener) and, with it, the connection set it keeps alive.
+    async fn stop(&self) {
+        if let Some(mut set) = self.tasks.lock().await.take() {
+            set.shutdown().await;
+        }
+    }
+}
+
+async fn wait_for_status(app: &crate::helpers::TestApp, want: u16, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(resp) = app.client.get(app.url("/health")).timeout(Duration::from_secs(10)).send().await {
+            if resp.status().as_u16() == want {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn server_recovers_after_postgres_restart() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let pg_url = url::Url::parse(&db.url).unwrap();
+    let upstream_host = pg_url.host_str().unwrap().to_string();
+    let upstream: SocketAddr = tokio::net::lookup_host((upstream_host.as_str(), pg_url.port().unwrap_or(5432)))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let proxy = Proxy::start_on(free, upstream).await;
+
+    let mut via_proxy = pg_url.clone();
+    via_proxy.set_host(Some("127.0.0.1")).unwrap();
+    via_proxy.set_port(Some(free.port())).unwrap();
+    let via_proxy = via_proxy.to_string();
+    let app = spawn_app_on(db, &[("DATABASE_URL", via_proxy.as_str()), ("GOBLIN_DB_MAX_LIFETIME_S", "3600")]).await;
+
+    assert_eq!(app.get("/health").await.status(), 200);
+    assert_eq!(app.get("/").await.status(), 200);
+
+    proxy.stop().await;
+    assert!(wait_for_status(&app, 503, Duration::from_secs(15)).await, "health turns 503 while PostgreSQL is down");
+    let body: serde_json::Value = app.get("/health/db").await.json().await.unwrap();
+    assert_eq!(body["status"], "down");
+    assert!(body["reason"].as_str().unwrap().starts_with("postgres"), "{body}");
+    // The pool endpoint answers without the database.
+    assert_eq!(app.get("/health/db-pool").await.status(), 200);
+
+    proxy.start().await;
+    assert!(wait_for_status(&app, 200, Duration::from_secs(30)).await, "health recovers without a restart");
+    let resp = app.get("/").await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("All required components are up."));
+
+    proxy.stop().await;
+    app.stop().await;
+}
