@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use goblin_core::{Config, health::HealthService};
+use goblin_core::{Config, clock::SharedClock, health::HealthService, tokens::TokenService};
 use leptos::config::LeptosOptions;
 use sea_orm::DatabaseConnection;
 
@@ -14,4 +14,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
     pub health: HealthService,
+    pub tokens: Arc<TokenService>,
+    pub clock: SharedClock,
 }

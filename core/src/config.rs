@@ -121,6 +121,9 @@ pub struct Config {
     pub env: RunEnv,
     pub database: DatabaseConfig,
     pub redis_url: Option<Secret<String>>,
+    /// The 32-byte key that seals stored secrets (base64 in `GOBLIN_ENCRYPTION_KEY`). `None` in
+    /// development means a generated key in the data directory is used.
+    pub encryption_key: Option<Secret<[u8; 32]>>,
     pub log: LogConfig,
     /// Environment variables that look like ours but are not known; reported as warnings.
     pub unknown_env: Vec<String>,
@@ -168,6 +171,7 @@ const KEYS: &[KeySpec] = &[
     KeySpec { key: "database.idle_timeout_s", env: &["GOBLIN_DB_IDLE_TIMEOUT_S"] },
     KeySpec { key: "database.test_before_acquire", env: &["GOBLIN_DB_TEST_BEFORE_ACQUIRE"] },
     KeySpec { key: "database.statement_timeout_s", env: &["GOBLIN_DB_STATEMENT_TIMEOUT_S"] },
+    KeySpec { key: "encryption_key", env: &["GOBLIN_ENCRYPTION_KEY"] },
     KeySpec { key: "log.format", env: &["GOBLIN_LOG_FORMAT"] },
     KeySpec { key: "log.filter", env: &["GOBLIN_LOG", "RUST_LOG"] },
 ];
@@ -381,6 +385,22 @@ impl Config {
             None => None,
         };
 
+        let encryption_key = match r.string("encryption_key")? {
+            Some((v, origin)) => Some(Secret::new(crate::crypto::decode_key(&v).map_err(|problem| {
+                ConfigError { key: "encryption_key".into(), origin, problem }
+            })?)),
+            None if env == RunEnv::Production => {
+                return Err(ConfigError {
+                    key: "encryption_key".into(),
+                    origin: "GOBLIN_ENCRYPTION_KEY".into(),
+                    problem: "is required when env = production (32 random bytes, base64: \
+                              `openssl rand -base64 32`)"
+                        .into(),
+                });
+            }
+            None => None,
+        };
+
         let log = LogConfig {
             format: match r.string("log.format")? {
                 None => LogFormat::Text,
@@ -406,6 +426,7 @@ impl Config {
             env,
             database: DatabaseConfig { url: Secret::new(db_url), backend, pool },
             redis_url,
+            encryption_key,
             log,
             unknown_env,
             file: file_used,
@@ -426,6 +447,7 @@ impl Config {
                 "pool": self.database.pool,
             },
             "redis_url": self.redis_url.as_ref().map(|u| mask_url(u.expose())),
+            "encryption_key": if self.encryption_key.is_some() { "set" } else { "development key in data_dir" },
             "log": { "format": self.log.format, "filter": self.log.filter },
         })
     }
@@ -719,6 +741,20 @@ mod tests {
         for out in [dbg, json] {
             assert!(!out.contains("pg-s3cret") && !out.contains("redis-s3cret"), "{out}");
         }
+    }
+
+    #[test]
+    fn encryption_key_is_checked_and_required_in_production() {
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // bytes 0..32
+        let c = Config::load(&env(&[("GOBLIN_ENCRYPTION_KEY", key)])).unwrap();
+        assert_eq!(c.encryption_key.unwrap().expose()[31], 31);
+        let e = Config::load(&env(&[("GOBLIN_ENCRYPTION_KEY", "c2hvcnQ=")])).unwrap_err();
+        assert_eq!(e.key, "encryption_key");
+        assert!(e.to_string().contains("32 bytes"), "{e}");
+        assert!(!e.to_string().contains("c2hvcnQ"), "the value itself is not repeated: {e}");
+        let e = Config::load(&env(&[("GOBLIN_ENV", "production")])).unwrap_err();
+        assert!(e.to_string().contains("required when env = production"), "{e}");
+        assert!(format!("{:?}", Config::load(&env(&[("GOBLIN_ENCRYPTION_KEY", key)])).unwrap()).contains("[redacted]"));
     }
 
     #[test]

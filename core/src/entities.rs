@@ -2,6 +2,8 @@
 //!
 //! Column names, types and nullability mirror `migration/src/m20261129_0000NN_create_*.rs`.
 
+pub mod api_tokens;
+pub mod audit_log;
 pub mod global_settings;
 pub mod model_configs;
 pub mod provider_credentials;
@@ -10,6 +12,7 @@ pub mod provider_policies;
 pub mod providers;
 pub mod routing_providers;
 pub mod routing_requests;
+pub mod signing_keys;
 pub mod search_collections;
 pub mod search_documents;
 pub mod stream_chunks;
@@ -19,6 +22,8 @@ pub mod users;
 
 /// Every entity under a table-named alias: `use goblin_core::entities::prelude::*;`.
 pub mod prelude {
+    pub use super::api_tokens::Entity as ApiTokens;
+    pub use super::audit_log::Entity as AuditLog;
     pub use super::global_settings::Entity as GlobalSettings;
     pub use super::model_configs::Entity as ModelConfigs;
     pub use super::provider_credentials::Entity as ProviderCredentials;
@@ -27,6 +32,7 @@ pub mod prelude {
     pub use super::providers::Entity as Providers;
     pub use super::routing_providers::Entity as RoutingProviders;
     pub use super::routing_requests::Entity as RoutingRequests;
+    pub use super::signing_keys::Entity as SigningKeys;
     pub use super::search_collections::Entity as SearchCollections;
     pub use super::search_documents::Entity as SearchDocuments;
     pub use super::stream_chunks::Entity as StreamChunks;

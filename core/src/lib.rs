@@ -4,12 +4,17 @@
 //! Nothing here knows about HTTP frameworks; callers authenticate, call one service function, and map
 //! its error.
 
+pub mod audit;
+pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod entities;
 pub mod health;
 pub mod redis_store;
 pub mod secret;
+pub mod tokens;
+pub mod users;
 
 pub use config::Config;
 pub use secret::Secret;

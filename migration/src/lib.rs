@@ -17,8 +17,11 @@ mod m20261129_000011_create_streams;
 mod m20261129_000012_create_stream_chunks;
 mod m20261129_000013_create_search_collections;
 mod m20261129_000014_create_search_documents;
+mod m20261129_000015_create_signing_keys;
+mod m20261129_000016_create_api_tokens;
+mod m20261129_000017_create_audit_log;
 
-/// The tables the initial schema creates, in creation order.
+/// The 14 tables of the initial schema, in creation order.
 pub const TABLES: [&str; 14] = [
     "users",
     "providers",
@@ -56,6 +59,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000012_create_stream_chunks::Migration),
             Box::new(m20261129_000013_create_search_collections::Migration),
             Box::new(m20261129_000014_create_search_documents::Migration),
+            Box::new(m20261129_000015_create_signing_keys::Migration),
+            Box::new(m20261129_000016_create_api_tokens::Migration),
+            Box::new(m20261129_000017_create_audit_log::Migration),
         ]
     }
 }

@@ -29,6 +29,62 @@ pub enum Command {
     },
     /// Print the effective configuration as JSON, with secrets masked, and exit.
     CheckConfig,
+    /// Manage accounts.
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
+    },
+    /// Issue and revoke API tokens.
+    Tokens {
+        #[command(subcommand)]
+        action: TokensAction,
+    },
+    /// Rotate signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersAction {
+    /// Create a service account (no passkey; it can only own API tokens).
+    Create {
+        /// The service account's name.
+        #[arg(long = "service", value_name = "NAME")]
+        service: String,
+        /// admin, operator or viewer.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensAction {
+    /// Issue a token and print it once.
+    Create {
+        /// The user (or service account) that owns the token.
+        #[arg(long)]
+        user: String,
+        /// Comma-separated: chat, tasks:run, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Lifetime: e.g. 30d, 12h, 90m.
+        #[arg(long, default_value = "30d")]
+        ttl: String,
+        /// A name to recognise the token by.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Revoke a token by id; it is refused from then on.
+    Revoke { id: uuid::Uuid },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Promote the standby JWT signing key to current and make a new standby. Tokens signed with the
+    /// previous key stay valid until they expire.
+    RotateJwt,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +139,9 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Users { action } => admin_command(&config, AdminAction::Users(action)).await,
+        Command::Tokens { action } => admin_command(&config, AdminAction::Tokens(action)).await,
+        Command::Keys { action } => admin_command(&config, AdminAction::Keys(action)).await,
         Command::Migrate { action } => {
             telemetry::init(&config.log);
             match migrate(&config, action).await {
@@ -146,4 +205,101 @@ async fn print_status(conn: &sea_orm::DatabaseConnection) -> anyhow::Result<()> 
     }
     println!("{applied} of {} migrations applied", all.len());
     Ok(())
+}
+
+enum AdminAction {
+    Users(UsersAction),
+    Tokens(TokensAction),
+    Keys(KeysAction),
+}
+
+/// Commands that work on the data directly, as an operator on the server's machine.
+async fn admin_command(config: &Config, action: AdminAction) -> ExitCode {
+    telemetry::init(&goblin_core::config::LogConfig { filter: "warn".into(), ..config.log.clone() });
+    match run_admin(config, action).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_admin(config: &Config, action: AdminAction) -> anyhow::Result<ExitCode> {
+    use goblin_core::{clock, tokens, users};
+    let conn = db::connect(&config.database).await?;
+    db::migrate_up(&conn).await?;
+    let clock = clock::system();
+    let usage = |msg: String| {
+        eprintln!("error: {msg}");
+        Ok(ExitCode::from(2))
+    };
+    match action {
+        AdminAction::Users(UsersAction::Create { service, role }) => {
+            let role: users::Role = match role.parse() {
+                Ok(r) => r,
+                Err(e) => return usage(e),
+            };
+            match users::create_service_account(&conn, clock.as_ref(), &service, role).await {
+                Ok(u) => println!("created service account {} ({}) with role {}", u.username, u.id, u.role),
+                Err(users::UserError::Db(e)) => return Err(e.into()),
+                Err(e) => return usage(e.to_string()),
+            }
+        }
+        AdminAction::Tokens(action) => {
+            let svc = token_service(config, conn.clone(), clock)?;
+            match action {
+                TokensAction::Create { user, scopes, ttl, name } => {
+                    let ttl = match tokens::parse_ttl(&ttl) {
+                        Ok(t) => t,
+                        Err(e) => return usage(e.to_string()),
+                    };
+                    let Some(owner) = users::find_by_username(&conn, &user).await? else {
+                        return usage(format!("no user named '{user}'"));
+                    };
+                    let name = name.unwrap_or_else(|| format!("cli {}", chrono::Utc::now().format("%Y-%m-%d %H:%M")));
+                    match svc.issue(&owner, &name, &scopes, ttl, None).await {
+                        Ok(issued) => {
+                            eprintln!(
+                                "token {} for {} (scopes {}), expires {}; it is shown only this once:",
+                                issued.id,
+                                owner.username,
+                                scopes.join(","),
+                                issued.expires_at.to_rfc3339()
+                            );
+                            println!("{}", issued.token.expose());
+                        }
+                        Err(tokens::TokenServiceError::Db(e)) => return Err(e.into()),
+                        Err(e @ (tokens::TokenServiceError::Crypto(_) | tokens::TokenServiceError::Signing)) => {
+                            return Err(e.into());
+                        }
+                        Err(e) => return usage(e.to_string()),
+                    }
+                }
+                TokensAction::Revoke { id } => match svc.revoke(id, None).await {
+                    Ok(()) => println!("revoked token {id}"),
+                    Err(e @ tokens::TokenServiceError::NotFound(_)) => return usage(e.to_string()),
+                    Err(e) => return Err(e.into()),
+                },
+            }
+        }
+        AdminAction::Keys(KeysAction::RotateJwt) => {
+            let svc = token_service(config, conn.clone(), clock)?;
+            let r = svc.rotate(None).await?;
+            println!(
+                "rotated JWT signing keys: current {} (was standby), new standby {}, retired {} (its tokens stay valid until they expire)",
+                r.current, r.standby, r.retired
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn token_service(
+    config: &Config,
+    conn: sea_orm::DatabaseConnection,
+    clock: goblin_core::clock::SharedClock,
+) -> anyhow::Result<goblin_core::tokens::TokenService> {
+    let (keyring, _dev) = goblin_core::crypto::Keyring::from_config(config)?;
+    Ok(goblin_core::tokens::TokenService::new(conn, std::sync::Arc::new(keyring), clock))
 }

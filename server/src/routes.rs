@@ -1,3 +1,4 @@
 //! HTTP routes outside the Leptos pages.
 
+pub mod api;
 pub mod health;

@@ -12,7 +12,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use goblin_app::{App, shell, state::AppState};
-use goblin_core::{Config, db, health::HealthService, redis_store::RedisHandle};
+use goblin_core::{
+    Config, clock, crypto::Keyring, db, health::HealthService, redis_store::RedisHandle, tokens::TokenService,
+};
 use leptos::{config::LeptosOptions, prelude::provide_context};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tokio::net::TcpListener;
@@ -49,6 +51,19 @@ impl Application {
             None => None,
         };
 
+        let (keyring, dev_key) = Keyring::from_config(&config).context("Failed to load the encryption key")?;
+        if dev_key {
+            tracing::warn!(
+                path = %config.data_dir.join("encryption.key").display(),
+                "GOBLIN_ENCRYPTION_KEY is not set: stored secrets are sealed with a development key kept \
+                 in the data directory. Anyone who can read that file can open them. Set \
+                 GOBLIN_ENCRYPTION_KEY (32 random bytes, base64) before going to production."
+            );
+        }
+        let clock = clock::system();
+        let tokens = Arc::new(TokenService::new(conn.clone(), Arc::new(keyring), clock.clone()));
+        tokens.ensure_keys().await.context("Failed to prepare the token signing keys")?;
+
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("Failed to listen on {}", config.listen))?;
@@ -72,6 +87,8 @@ impl Application {
             health: HealthService::new(conn.clone(), redis),
             db: conn,
             config: Arc::new(config),
+            tokens,
+            clock,
         };
         if !assets::has_frontend() {
             tracing::warn!("the compiled front end is missing; pages are served without hydration");
@@ -116,6 +133,7 @@ pub fn router(state: AppState) -> Router {
     let ctx_state = state.clone();
     Router::new()
         .merge(routes::health::router())
+        .merge(routes::api::router())
         .leptos_routes_with_context(
             &state,
             routes,

@@ -14,7 +14,7 @@ async fn health_reports_database_up(backend: Backend) {
     assert_eq!(db["name"], "database");
     assert_eq!(db["status"], "up");
     assert!(db["latency_ms"].as_f64().unwrap() >= 0.0);
-    assert_eq!(db["migration"], "m20261129_000014_create_search_documents");
+    assert_eq!(db["migration"], crate::helpers::migrations().0);
     assert_eq!(db["detail"], if backend == Backend::Sqlite { "sqlite" } else { "postgres" });
     // No Redis configured: no Redis component.
     assert_eq!(body["components"].as_array().unwrap().len(), 1);

@@ -92,10 +92,6 @@ impl TestDb {
         }
     }
 
-    pub fn name(&self) -> Option<&str> {
-        self.pg.as_ref().map(|(_, n)| n.as_str())
-    }
-
     /// Drops a PostgreSQL test database (forcing out leftover connections).
     pub async fn drop_db(self) {
         if let Some((admin, name)) = &self.pg {
@@ -121,7 +117,6 @@ pub fn test_env(db_url: &str, data_dir: &std::path::Path) -> BTreeMap<String, St
 
 pub struct TestApp {
     pub address: String,
-    pub port: u16,
     pub client: reqwest::Client,
     pub db: TestDb,
     server: tokio::task::JoinHandle<()>,
@@ -167,10 +162,17 @@ pub async fn spawn_app_on(db: TestDb, extra: &[(&str, &str)]) -> TestApp {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    TestApp { address: format!("http://127.0.0.1:{port}"), port, client, db, server }
+    TestApp { address: format!("http://127.0.0.1:{port}"), client, db, server }
 }
 
 /// Path of the built `goblin` binary.
 pub fn goblin_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_goblin"))
+}
+
+/// Name of the newest migration, and how many there are.
+pub fn migrations() -> (String, usize) {
+    use migration::MigratorTrait;
+    let all = migration::Migrator::migrations();
+    (all.last().map(|m| m.name().to_string()).unwrap_or_default(), all.len())
 }

@@ -8,3 +8,4 @@ mod helpers;
 mod migrations;
 mod pages;
 mod pg_restart;
+mod tokens;

@@ -1,0 +1,478 @@
+//! API tokens: JWTs (HS256) signed by the current signing key and carrying its `kid`.
+//!
+//! ```text
+//!   issue:   row in api_tokens (jti, user, scopes, expiry) -> JWT {sub, jti, scopes, iat, exp}, kid
+//!   verify:  kid -> signing key (current, standby or retired) -> signature -> expiry (clock)
+//!            -> api_tokens row (unknown or revoked: refused) -> user active -> scope
+//!   rotate:  current -> retired (still verifies until its tokens expire), standby -> current,
+//!            a new standby; one transaction
+//! ```
+//!
+//! There is always a standby key, so a rotation never has to create and use a key in one step. Keys
+//! are stored sealed by the [`Keyring`]; the token itself is never stored, only its id.
+
+use std::{collections::HashMap, sync::Arc};
+
+use aes_gcm::aead::{OsRng, rand_core::RngCore};
+use chrono::{DateTime, Duration, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::RwLock;
+use uuid::Uuid;
+
+use crate::{
+    audit,
+    clock::SharedClock,
+    crypto::{CryptoError, Keyring, Sealed},
+    entities::{api_tokens, signing_keys, users},
+    secret::Secret,
+};
+
+/// Scopes a token can carry.
+pub const SCOPES: &[&str] = &["chat", "tasks:run", "admin"];
+const ISSUER: &str = "goblin";
+const ALG: &str = "HS256";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    jti: String,
+    scopes: Vec<String>,
+    iat: i64,
+    exp: i64,
+}
+
+/// Why a token was refused. Messages are safe to show the caller.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token was signed with a key this server does not know")]
+    UnknownKey,
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    #[error("the token expired at {0}")]
+    Expired(DateTime<Utc>),
+    #[error("the token was revoked")]
+    Revoked,
+    #[error("the token is not known to this server")]
+    UnknownToken,
+    #[error("the token's user is disabled or gone")]
+    UserDisabled,
+    #[error("the token lacks the '{0}' scope")]
+    MissingScope(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenServiceError {
+    #[error("unknown scope '{0}'; scopes are chat, tasks:run and admin")]
+    UnknownScope(String),
+    #[error("a token needs at least one scope")]
+    NoScopes,
+    #[error("the lifetime must be between 1 minute and 3650 days")]
+    BadTtl,
+    #[error("the token name must be 1 to 128 characters")]
+    BadName,
+    #[error("service accounts and active users only: '{0}' cannot own tokens")]
+    UserNotActive(String),
+    #[error("no API token with id {0}")]
+    NotFound(Uuid),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("signing failed")]
+    Signing,
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// A verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub token_id: Uuid,
+    pub user_id: Uuid,
+    pub username: String,
+    pub role: String,
+    pub scopes: Vec<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A newly issued token: shown once, never stored.
+#[derive(Debug)]
+pub struct Issued {
+    pub id: Uuid,
+    pub token: Secret<String>,
+    pub kid: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub retired: String,
+    pub current: String,
+    pub standby: String,
+}
+
+/// Parses a lifetime such as `30d`, `12h`, `45m`.
+///
+/// # Errors
+/// [`TokenServiceError::BadTtl`] for anything else or out of range.
+pub fn parse_ttl(s: &str) -> Result<Duration, TokenServiceError> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().map_err(|_| TokenServiceError::BadTtl)?;
+    let d = match unit {
+        "m" => Duration::minutes(n),
+        "h" => Duration::hours(n),
+        "d" | "" => Duration::days(n),
+        _ => return Err(TokenServiceError::BadTtl),
+    };
+    if d < Duration::minutes(1) || d > Duration::days(3650) {
+        return Err(TokenServiceError::BadTtl);
+    }
+    Ok(d)
+}
+
+pub struct TokenService {
+    db: DatabaseConnection,
+    keyring: Arc<Keyring>,
+    clock: SharedClock,
+    /// Decrypted signing keys by kid; refreshed from the database on an unknown kid.
+    cache: RwLock<HashMap<String, Arc<Secret<Vec<u8>>>>>,
+}
+
+fn label(kid: &str) -> String {
+    format!("signing_key:{kid}")
+}
+
+fn new_kid() -> String {
+    format!("jwt-{}", Uuid::new_v4().simple())
+}
+
+impl TokenService {
+    pub fn new(db: DatabaseConnection, keyring: Arc<Keyring>, clock: SharedClock) -> Self {
+        Self { db, keyring, clock, cache: RwLock::new(HashMap::new()) }
+    }
+
+    fn new_key_row(&self, state: &str) -> signing_keys::ActiveModel {
+        let kid = new_kid();
+        let mut secret = vec![0u8; 32];
+        OsRng.fill_bytes(&mut secret);
+        let sealed = self.keyring.seal(&label(&kid), &secret);
+        let now = self.clock.now();
+        signing_keys::ActiveModel {
+            id: Set(kid),
+            state: Set(state.to_string()),
+            algorithm: Set(ALG.to_string()),
+            ciphertext: Set(sealed.bytes),
+            enc_key_id: Set(sealed.key_id),
+            created_at: Set(now),
+            promoted_at: Set((state == "current").then_some(now)),
+            retired_at: Set(None),
+        }
+    }
+
+    /// Makes sure there is a current and a standby key. Called at start-up.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn ensure_keys(&self) -> Result<(), TokenServiceError> {
+        let txn = self.db.begin().await?;
+        for state in ["current", "standby"] {
+            let exists = signing_keys::Entity::find()
+                .filter(signing_keys::Column::State.eq(state))
+                .one(&txn)
+                .await?
+                .is_some();
+            if !exists {
+                self.new_key_row(state).insert(&txn).await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The key that signs new tokens (the oldest `current`, should two instances have raced to make
+    /// one at first start).
+    async fn current_key(&self) -> Result<(String, Arc<Secret<Vec<u8>>>), TokenServiceError> {
+        let row = signing_keys::Entity::find()
+            .filter(signing_keys::Column::State.eq("current"))
+            .order_by_asc(signing_keys::Column::CreatedAt)
+            .one(&self.db)
+            .await?;
+        let row = match row {
+            Some(r) => r,
+            None => {
+                self.ensure_keys().await?;
+                return Box::pin(self.current_key()).await;
+            }
+        };
+        let secret = self.open_row(&row)?;
+        Ok((row.id, secret))
+    }
+
+    fn open_row(&self, row: &signing_keys::Model) -> Result<Arc<Secret<Vec<u8>>>, CryptoError> {
+        let sealed = Sealed { key_id: row.enc_key_id.clone(), bytes: row.ciphertext.clone() };
+        Ok(Arc::new(self.keyring.open(&label(&row.id), &sealed)?))
+    }
+
+    async fn key_for(&self, kid: &str) -> Result<Option<Arc<Secret<Vec<u8>>>>, TokenServiceError> {
+        if let Some(k) = self.cache.read().await.get(kid) {
+            return Ok(Some(k.clone()));
+        }
+        let Some(row) = signing_keys::Entity::find_by_id(kid.to_string()).one(&self.db).await? else {
+            return Ok(None);
+        };
+        let key = self.open_row(&row)?;
+        self.cache.write().await.insert(kid.to_string(), key.clone());
+        Ok(Some(key))
+    }
+
+    /// Issues a token for `user` and records it. The returned token is the only copy.
+    ///
+    /// # Errors
+    /// Unknown scopes, a bad lifetime or name, an inactive user, or a database error.
+    pub async fn issue(
+        &self,
+        user: &users::Model,
+        name: &str,
+        scopes: &[String],
+        ttl: Duration,
+        actor: Option<Uuid>,
+    ) -> Result<Issued, TokenServiceError> {
+        if name.is_empty() || name.chars().count() > 128 {
+            return Err(TokenServiceError::BadName);
+        }
+        if scopes.is_empty() {
+            return Err(TokenServiceError::NoScopes);
+        }
+        if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+            return Err(TokenServiceError::UnknownScope(bad.clone()));
+        }
+        if ttl < Duration::minutes(1) || ttl > Duration::days(3650) {
+            return Err(TokenServiceError::BadTtl);
+        }
+        if user.status != "active" {
+            return Err(TokenServiceError::UserNotActive(user.username.clone()));
+        }
+        let (kid, secret) = self.current_key().await?;
+        let now = self.clock.now();
+        let expires_at = now + ttl;
+        let id = Uuid::new_v4();
+        let claims = Claims {
+            iss: ISSUER.into(),
+            sub: user.id.to_string(),
+            jti: id.to_string(),
+            scopes: scopes.to_vec(),
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(kid.clone());
+        let key = EncodingKey::from_secret(secret.expose()).map_err(|_| TokenServiceError::Signing)?;
+        let token = jsonwebtoken::encode(&header, &claims, &key).map_err(|_| TokenServiceError::Signing)?;
+
+        let txn = self.db.begin().await?;
+        api_tokens::ActiveModel {
+            id: Set(id),
+            user_id: Set(user.id),
+            name: Set(name.to_string()),
+            scopes: Set(serde_json::json!(scopes)),
+            kid: Set(kid.clone()),
+            created_at: Set(now),
+            expires_at: Set(expires_at),
+            revoked_at: Set(None),
+            last_used_at: Set(None),
+        }
+        .insert(&txn)
+        .await?;
+        audit::record(
+            &txn,
+            self.clock.as_ref(),
+            audit::Event {
+                actor,
+                action: "token.created",
+                target: Some(id.to_string()),
+                success: true,
+                detail: serde_json::json!({
+                    "user": user.username, "name": name, "scopes": scopes, "expires_at": expires_at,
+                }),
+                ..Default::default()
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(Issued { id, token: Secret::new(token), kid, expires_at })
+    }
+
+    /// Checks a token and, when given, that it carries `scope` (`admin` implies every scope).
+    ///
+    /// # Errors
+    /// [`TokenError`] says why it was refused; `Err(Err(_))` is a server-side failure.
+    pub async fn verify(
+        &self,
+        token: &str,
+        scope: Option<&str>,
+    ) -> Result<Result<Verified, TokenError>, TokenServiceError> {
+        let Ok(header) = jsonwebtoken::decode_header(token) else { return Ok(Err(TokenError::Malformed)) };
+        if header.alg != Algorithm::HS256 {
+            return Ok(Err(TokenError::Malformed));
+        }
+        let Some(kid) = header.kid else { return Ok(Err(TokenError::Malformed)) };
+        let Some(secret) = self.key_for(&kid).await? else { return Ok(Err(TokenError::UnknownKey)) };
+
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Expiry is checked below against the service clock.
+        validation.validate_exp = false;
+        validation.required_spec_claims.clear();
+        validation.set_issuer(&[ISSUER]);
+        let Ok(key) = DecodingKey::from_secret(secret.expose()) else { return Ok(Err(TokenError::Malformed)) };
+        let claims = match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
+            Ok(data) => data.claims,
+            Err(e) => {
+                use jsonwebtoken::errors::ErrorKind;
+                return Ok(Err(match e.kind() {
+                    ErrorKind::InvalidSignature => TokenError::BadSignature,
+                    _ => TokenError::Malformed,
+                }));
+            }
+        };
+        let Some(expires_at) = DateTime::<Utc>::from_timestamp(claims.exp, 0) else {
+            return Ok(Err(TokenError::Malformed));
+        };
+        let now = self.clock.now();
+        if now >= expires_at {
+            return Ok(Err(TokenError::Expired(expires_at)));
+        }
+        let Ok(id) = Uuid::parse_str(&claims.jti) else { return Ok(Err(TokenError::Malformed)) };
+        let Some((row, user)) =
+            api_tokens::Entity::find_by_id(id).find_also_related(users::Entity).one(&self.db).await?
+        else {
+            return Ok(Err(TokenError::UnknownToken));
+        };
+        if row.revoked_at.is_some() {
+            return Ok(Err(TokenError::Revoked));
+        }
+        if row.user_id.to_string() != claims.sub || row.kid != kid {
+            return Ok(Err(TokenError::UnknownToken));
+        }
+        let Some(user) = user.filter(|u| u.status == "active") else {
+            return Ok(Err(TokenError::UserDisabled));
+        };
+        // Scopes come from the stored row, which is the authority; the claim is informational.
+        let scopes: Vec<String> = serde_json::from_value(row.scopes.clone()).unwrap_or_default();
+        if let Some(want) = scope {
+            if !scopes.iter().any(|s| s == want || s == "admin") {
+                return Ok(Err(TokenError::MissingScope(want.to_string())));
+            }
+        }
+        Ok(Ok(Verified {
+            token_id: id,
+            user_id: user.id,
+            username: user.username,
+            role: user.role,
+            scopes,
+            expires_at,
+        }))
+    }
+
+    /// Revokes a token: it is refused from now on, on every instance.
+    ///
+    /// # Errors
+    /// [`TokenServiceError::NotFound`] or a database error.
+    pub async fn revoke(&self, id: Uuid, actor: Option<Uuid>) -> Result<(), TokenServiceError> {
+        let txn = self.db.begin().await?;
+        let row = api_tokens::Entity::find_by_id(id).one(&txn).await?.ok_or(TokenServiceError::NotFound(id))?;
+        if row.revoked_at.is_none() {
+            let mut active: api_tokens::ActiveModel = row.into();
+            active.revoked_at = Set(Some(self.clock.now()));
+            active.update(&txn).await?;
+        }
+        audit::record(
+            &txn,
+            self.clock.as_ref(),
+            audit::Event {
+                actor,
+                action: "token.revoked",
+                target: Some(id.to_string()),
+                success: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Promotes the standby key to current, retires the old current key (its tokens stay valid until
+    /// they expire), and makes a new standby. One transaction.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn rotate(&self, actor: Option<Uuid>) -> Result<Rotation, TokenServiceError> {
+        self.ensure_keys().await?;
+        let txn = self.db.begin().await?;
+        let now = self.clock.now();
+        let currents = signing_keys::Entity::find()
+            .filter(signing_keys::Column::State.eq("current"))
+            .all(&txn)
+            .await?;
+        let standby = signing_keys::Entity::find()
+            .filter(signing_keys::Column::State.eq("standby"))
+            .order_by_asc(signing_keys::Column::CreatedAt)
+            .one(&txn)
+            .await?
+            .ok_or(DbErr::RecordNotFound("standby signing key".into()))?;
+        let retired = currents.first().map(|c| c.id.clone()).unwrap_or_default();
+        for c in currents {
+            let mut a: signing_keys::ActiveModel = c.into();
+            a.state = Set("retired".into());
+            a.retired_at = Set(Some(now));
+            a.update(&txn).await?;
+        }
+        let current = standby.id.clone();
+        let mut a: signing_keys::ActiveModel = standby.into();
+        a.state = Set("current".into());
+        a.promoted_at = Set(Some(now));
+        a.update(&txn).await?;
+        let new_standby = self.new_key_row("standby").insert(&txn).await?;
+        let rotation = Rotation { retired, current, standby: new_standby.id };
+        audit::record(
+            &txn,
+            self.clock.as_ref(),
+            audit::Event {
+                actor,
+                action: "keys.rotate_jwt",
+                target: Some(rotation.current.clone()),
+                success: true,
+                detail: serde_json::json!({
+                    "retired": rotation.retired, "current": rotation.current, "standby": rotation.standby,
+                }),
+                ..Default::default()
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(rotation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_parsing() {
+        assert_eq!(parse_ttl("30d").unwrap(), Duration::days(30));
+        assert_eq!(parse_ttl("12h").unwrap(), Duration::hours(12));
+        assert_eq!(parse_ttl("90m").unwrap(), Duration::minutes(90));
+        assert_eq!(parse_ttl("7").unwrap(), Duration::days(7));
+        for bad in ["", "d", "0d", "30s", "-1d", "99999d", "1.5d"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Reproducible measurements for BENCHMARKS.md.
+#
+#   scripts/bench.sh build     cold debug build in a fresh target dir, then an incremental rebuild
+#   scripts/bench.sh release   release build; wasm size raw and gzip, binary size, idle RSS, and the
+#                              p50 server-side render time of the home page (wrk, one connection)
+#
+# Run on an otherwise idle machine; loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+scripts/setup.sh
+
+seconds() { local s=$1 e=$2; echo "$(( (e - s) / 1000000000 )).$(( ((e - s) / 10000000) % 100 ))"; }
+
+bench_build() {
+  local dir; dir=$(mktemp -d /tmp/goblin-cold.XXXXXX)
+  echo "cold debug build (CARGO_TARGET_DIR=$dir)"
+  local t0; t0=$(date +%s%N)
+  CARGO_TARGET_DIR="$dir" cargo leptos build >/dev/null 2>&1
+  local t1; t1=$(date +%s%N)
+  echo "  cold:        $(seconds "$t0" "$t1") s"
+  # An edit to a page: the app, the server and the wasm bundle all rebuild.
+  touch app/src/pages/home.rs
+  t0=$(date +%s%N)
+  CARGO_TARGET_DIR="$dir" cargo leptos build >/dev/null 2>&1
+  t1=$(date +%s%N)
+  echo "  incremental: $(seconds "$t0" "$t1") s (after touching app/src/pages/home.rs)"
+  rm -rf "$dir"
+}
+
+bench_release() {
+  command -v wrk >/dev/null || { echo "bench: wrk is needed (apt-get install wrk)" >&2; exit 1; }
+  cargo leptos build --release >/dev/null 2>&1
+  local wasm=target/site/pkg/goblin.wasm bin=target/release/goblin
+  echo "release wasm:   $(stat -c %s "$wasm") bytes raw, $(gzip -9 -c "$wasm" | wc -c) bytes gzip -9"
+  echo "release binary: $(stat -c %s "$bin") bytes ($bin, site embedded)"
+
+  local work; work=$(mktemp -d)
+  local port; port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+  env -u DATABASE_URL -u REDIS_URL GOBLIN_LISTEN="127.0.0.1:$port" GOBLIN_DATA_DIR="$work" GOBLIN_LOG=warn \
+    "$bin" serve >"$work/log" 2>&1 &
+  local pid=$!
+  trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+  for _ in $(seq 1 100); do
+    node -e 'fetch(process.argv[1]).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' "http://127.0.0.1:$port/health" && break
+    sleep 0.1
+  done
+  sleep 3
+  echo "idle RSS:       $(awk '/VmRSS/ {print $2, $3}' "/proc/$pid/status") (SQLite, after start-up and one health check)"
+  wrk -t1 -c1 -d3s "http://127.0.0.1:$port/" >/dev/null
+  echo "home page SSR, wrk -t1 -c1 -d10s --latency:"
+  wrk -t1 -c1 -d10s --latency "http://127.0.0.1:$port/" | awk '/Latency Distribution/,/99%/' | sed 's/^/  /'
+  echo "RSS after load: $(awk '/VmRSS/ {print $2, $3}' "/proc/$pid/status")"
+}
+
+case "${1:-}" in
+  build) bench_build ;;
+  release) bench_release ;;
+  *) echo "usage: scripts/bench.sh build|release" >&2; exit 2 ;;
+esac
