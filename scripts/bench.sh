@@ -36,12 +36,12 @@ bench_release() {
   echo "release wasm:   $(stat -c %s "$wasm") bytes raw, $(gzip -9 -c "$wasm" | wc -c) bytes gzip -9"
   echo "release binary: $(stat -c %s "$bin") bytes ($bin, site embedded)"
 
-  local work; work=$(mktemp -d)
+  work=$(mktemp -d)
   local port; port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
   env -u DATABASE_URL -u REDIS_URL GOBLIN_LISTEN="127.0.0.1:$port" GOBLIN_DATA_DIR="$work" GOBLIN_LOG=warn \
     "$bin" serve >"$work/log" 2>&1 &
-  local pid=$!
-  trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+  pid=$!
+  trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
   for _ in $(seq 1 100); do
     node -e 'fetch(process.argv[1]).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' "http://127.0.0.1:$port/health" && break
     sleep 0.1

@@ -6,6 +6,7 @@ use std::{net::SocketAddr, sync::Arc};
 use anyhow::Context;
 use axum::{
     Router,
+    serve::ListenerExt,
     body::Body,
     extract::{Request, State},
     http::{HeaderName, Request as HttpRequest},
@@ -119,7 +120,14 @@ impl Application {
     /// When the server fails while running.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         tracing::info!(url = %self.public_url, addr = ?self.local_addr(), "serving");
-        axum::serve(self.listener, self.router)
+        // Pages stream in several writes; without TCP_NODELAY, Nagle's algorithm and delayed ACKs add
+        // about 40 ms to every keep-alive response.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, self.router)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("The HTTP server failed")
