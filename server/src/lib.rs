@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod cli;
+pub mod csrf;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -70,11 +70,12 @@ impl Application {
             .with_context(|| format!("Failed to listen on {}", config.listen))?;
         let local = listener.local_addr().context("Failed to read the bound address")?;
 
-        let mut public_url = config.public_url.clone();
+        let mut config = config;
         // Port 0 (tests) binds a free port; the default public URL follows it.
-        if config.listen.port() == 0 && public_url.port() == Some(0) {
-            let _ = public_url.set_port(Some(local.port()));
+        if config.listen.port() == 0 && config.public_url.port() == Some(0) {
+            let _ = config.public_url.set_port(Some(local.port()));
         }
+        let public_url = config.public_url.clone();
 
         let leptos_options = LeptosOptions::builder()
             .output_name("goblin")
@@ -152,6 +153,7 @@ pub fn router(state: AppState) -> Router {
             },
         )
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::csrf::require_same_origin))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

@@ -117,6 +117,8 @@ pub fn test_env(db_url: &str, data_dir: &std::path::Path) -> BTreeMap<String, St
 
 pub struct TestApp {
     pub address: String,
+    /// The origin the server accepts state-changing browser requests from.
+    pub origin: String,
     pub client: reqwest::Client,
     pub db: TestDb,
     server: tokio::task::JoinHandle<()>,
@@ -129,6 +131,11 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+
+    /// A POST as the dashboard's own pages send it (with a matching Origin).
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path)).header("origin", &self.origin)
     }
 
     pub async fn stop(self) {
@@ -154,6 +161,7 @@ pub async fn spawn_app_on(db: TestDb, extra: &[(&str, &str)]) -> TestApp {
     let config = Config::load(&Sources { file: None, env }).expect("test configuration is valid");
     let app = Application::build(config).await.expect("application builds");
     let port = app.port();
+    let origin = app.public_url().origin().ascii_serialization();
     let server = tokio::spawn(async move {
         let _ = app.run_until_stopped().await;
     });
@@ -162,7 +170,7 @@ pub async fn spawn_app_on(db: TestDb, extra: &[(&str, &str)]) -> TestApp {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    TestApp { address: format!("http://127.0.0.1:{port}"), client, db, server }
+    TestApp { address: format!("http://127.0.0.1:{port}"), origin, client, db, server }
 }
 
 /// Path of the built `goblin` binary.

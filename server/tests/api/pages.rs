@@ -34,7 +34,7 @@ async fn unknown_path_gets_the_404_page() {
 #[tokio::test]
 async fn health_server_function_answers_json() {
     let app = spawn_app(Backend::Sqlite, &[]).await.unwrap();
-    let resp = app.client.post(app.url("/fn/health")).send().await.unwrap();
+    let resp = app.post("/fn/health").send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["healthy"], true);
@@ -46,9 +46,51 @@ async fn health_server_function_answers_json() {
 async fn oversize_body_is_refused_with_413() {
     let app = spawn_app(Backend::Sqlite, &[]).await.unwrap();
     let big = vec![b'a'; goblin_server::startup::MAX_BODY_BYTES + 1];
-    let resp = app.client.post(app.url("/fn/health")).body(big).send().await.unwrap();
+    let resp = app.post("/fn/health").body(big).send().await.unwrap();
     assert_eq!(resp.status(), 413);
     // And the server still answers.
     assert_eq!(app.get("/health").await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cross_site_state_changing_requests_are_refused() {
+    let app = spawn_app(Backend::Sqlite, &[]).await.unwrap();
+    assert_eq!(app.origin, format!("http://localhost:{}", app.address.rsplit(':').next().unwrap()));
+
+    // No Origin, no Referer.
+    let resp = app.client.post(app.url("/fn/health")).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "csrf_error");
+    assert!(body["error"]["message"].as_str().unwrap().contains("neither Origin nor Referer"));
+
+    // Another site, or the right host on another port or scheme.
+    for origin in ["https://evil.example", "http://localhost:1", "https://localhost", "null"] {
+        let resp = app.client.post(app.url("/fn/health")).header("origin", origin).send().await.unwrap();
+        assert_eq!(resp.status(), 403, "{origin}");
+    }
+    // A Referer from elsewhere does not help either.
+    let resp = app
+        .client
+        .post(app.url("/fn/health"))
+        .header("referer", "https://evil.example/page")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
+    // The dashboard's own origin, or its Referer when a browser sends no Origin.
+    assert_eq!(app.post("/fn/health").send().await.unwrap().status(), 200);
+    let resp = app
+        .client
+        .post(app.url("/fn/health"))
+        .header("referer", format!("{}/some/page", app.origin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Reads are never refused.
+    assert_eq!(app.client.get(app.url("/health")).header("origin", "https://evil.example").send().await.unwrap().status(), 200);
     app.stop().await;
 }
