@@ -19,6 +19,15 @@ pub enum AppError {
     /// A dependency (database, Redis, ...) is down.
     #[error("{0} is unavailable right now")]
     Unavailable(String),
+    /// The caller must sign in first.
+    #[error("sign in first")]
+    Unauthorized,
+    /// Signed in, but the role does not allow it.
+    #[error("your role does not allow this")]
+    Forbidden,
+    /// The request was understood and refused; the message says why.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl FromServerFnError for AppError {
@@ -35,5 +44,25 @@ impl AppError {
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error in a server function");
         AppError::Internal
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::Request(_) => 400,
+            AppError::Internal => 500,
+            AppError::Unavailable(_) => 503,
+            AppError::Unauthorized => 401,
+            AppError::Forbidden => 403,
+            AppError::Refused(_) => 400,
+        }
+    }
+
+    /// Sets the response status to match, and returns the error for `?`.
+    pub fn respond(self) -> Self {
+        if let Some(resp) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+            resp.set_status(axum::http::StatusCode::from_u16(self.status()).unwrap_or_default());
+        }
+        self
     }
 }

@@ -8,6 +8,8 @@ pub mod pages;
 pub mod server_fns;
 #[cfg(feature = "ssr")]
 pub mod state;
+#[cfg(feature = "hydrate")]
+pub mod webauthn_client;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -18,7 +20,7 @@ use leptos_router::{
 
 use crate::{
     components::layout::Layout,
-    pages::{home::HomePage, not_found::NotFound},
+    pages::{home::HomePage, not_found::NotFound, setup::SetupPage, signin::SignInPage},
 };
 
 /// The HTML document around the app, rendered on the server.
@@ -55,6 +57,8 @@ pub fn App() -> impl IntoView {
             <Layout>
                 <Routes fallback=|| view! { <NotFound /> }>
                     <Route path=StaticSegment("") view=HomePage />
+                    <Route path=StaticSegment("signin") view=SignInPage />
+                    <Route path=StaticSegment("setup") view=SetupPage />
                 </Routes>
             </Layout>
         </Router>

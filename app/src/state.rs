@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use goblin_core::{Config, clock::SharedClock, health::HealthService, tokens::TokenService};
+use goblin_core::{
+    Config, clock::SharedClock, health::HealthService, passkeys::PasskeyService, tokens::TokenService,
+};
 use leptos::config::LeptosOptions;
 use sea_orm::DatabaseConnection;
 
@@ -15,5 +17,6 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub health: HealthService,
     pub tokens: Arc<TokenService>,
+    pub passkeys: Arc<PasskeyService>,
     pub clock: SharedClock,
 }

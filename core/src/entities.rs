@@ -5,6 +5,8 @@
 pub mod api_tokens;
 pub mod audit_log;
 pub mod global_settings;
+pub mod invites;
+pub mod passkeys;
 pub mod model_configs;
 pub mod provider_credentials;
 pub mod provider_metrics;
@@ -14,6 +16,7 @@ pub mod routing_providers;
 pub mod routing_requests;
 pub mod signing_keys;
 pub mod search_collections;
+pub mod sessions;
 pub mod search_documents;
 pub mod stream_chunks;
 pub mod streams;
@@ -25,6 +28,8 @@ pub mod prelude {
     pub use super::api_tokens::Entity as ApiTokens;
     pub use super::audit_log::Entity as AuditLog;
     pub use super::global_settings::Entity as GlobalSettings;
+    pub use super::invites::Entity as Invites;
+    pub use super::passkeys::Entity as Passkeys;
     pub use super::model_configs::Entity as ModelConfigs;
     pub use super::provider_credentials::Entity as ProviderCredentials;
     pub use super::provider_metrics::Entity as ProviderMetrics;
@@ -34,6 +39,7 @@ pub mod prelude {
     pub use super::routing_requests::Entity as RoutingRequests;
     pub use super::signing_keys::Entity as SigningKeys;
     pub use super::search_collections::Entity as SearchCollections;
+    pub use super::sessions::Entity as Sessions;
     pub use super::search_documents::Entity as SearchDocuments;
     pub use super::stream_chunks::Entity as StreamChunks;
     pub use super::streams::Entity as Streams;

@@ -5,14 +5,17 @@
 //! its error.
 
 pub mod audit;
+pub mod ceremonies;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod entities;
 pub mod health;
+pub mod passkeys;
 pub mod redis_store;
 pub mod secret;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 

@@ -20,6 +20,9 @@ mod m20261129_000014_create_search_documents;
 mod m20261129_000015_create_signing_keys;
 mod m20261129_000016_create_api_tokens;
 mod m20261129_000017_create_audit_log;
+mod m20261129_000018_create_passkeys;
+mod m20261129_000019_create_sessions;
+mod m20261129_000020_create_invites;
 
 /// The 14 tables of the initial schema, in creation order.
 pub const TABLES: [&str; 14] = [
@@ -62,6 +65,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000015_create_signing_keys::Migration),
             Box::new(m20261129_000016_create_api_tokens::Migration),
             Box::new(m20261129_000017_create_audit_log::Migration),
+            Box::new(m20261129_000018_create_passkeys::Migration),
+            Box::new(m20261129_000019_create_sessions::Migration),
+            Box::new(m20261129_000020_create_invites::Migration),
         ]
     }
 }

@@ -44,6 +44,17 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Administration.
+    Admin {
+        #[command(subcommand)]
+        action: AdminCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCmd {
+    /// Print a fresh one-time link (valid for an hour) that lets the first person become admin.
+    SetupLink,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +153,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Users { action } => admin_command(&config, AdminAction::Users(action)).await,
         Command::Tokens { action } => admin_command(&config, AdminAction::Tokens(action)).await,
         Command::Keys { action } => admin_command(&config, AdminAction::Keys(action)).await,
+        Command::Admin { action: AdminCmd::SetupLink } => admin_command(&config, AdminAction::SetupLink).await,
         Command::Migrate { action } => {
             telemetry::init(&config.log);
             match migrate(&config, action).await {
@@ -169,6 +181,9 @@ fn warn_unknown_env(config: &Config) {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
     println!("Goblin Assistant is serving at {}", app.public_url());
+    if let Some(url) = app.setup_url() {
+        println!("No accounts yet. Within an hour, open this one-time link to create the first admin:\n  {url}");
+    }
     app.run_until_stopped().await
 }
 
@@ -208,6 +223,7 @@ async fn print_status(conn: &sea_orm::DatabaseConnection) -> anyhow::Result<()> 
 }
 
 enum AdminAction {
+    SetupLink,
     Users(UsersAction),
     Tokens(TokensAction),
     Keys(KeysAction),
@@ -235,6 +251,18 @@ async fn run_admin(config: &Config, action: AdminAction) -> anyhow::Result<ExitC
         Ok(ExitCode::from(2))
     };
     match action {
+        AdminAction::SetupLink => {
+            let ceremonies = std::sync::Arc::new(goblin_core::ceremonies::CeremonyStore::memory(clock.clone()));
+            let svc = goblin_core::passkeys::PasskeyService::new(&config.public_url, conn.clone(), ceremonies, clock)?;
+            if svc.has_users().await? {
+                return usage("setup is already done: this server has accounts; admins invite people from the dashboard".into());
+            }
+            let token = svc.create_setup_token().await?;
+            let mut url = config.public_url.join("setup")?;
+            url.query_pairs_mut().append_pair("token", &token);
+            println!("{url}");
+            eprintln!("open it within an hour to create the first admin account");
+        }
         AdminAction::Users(UsersAction::Create { service, role }) => {
             let role: users::Role = match role.parse() {
                 Ok(r) => r,

@@ -2,8 +2,10 @@
 //! (`/health*` here; `/v1`, `/api` and `/metrics` as their features land).
 
 pub mod assets;
+pub mod auth;
 pub mod cli;
 pub mod csrf;
+pub mod fn_errors;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

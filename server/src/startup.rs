@@ -14,8 +14,18 @@ use axum::{
 };
 use goblin_app::{App, shell, state::AppState};
 use goblin_core::{
-    Config, clock, crypto::Keyring, db, health::HealthService, redis_store::RedisHandle, tokens::TokenService,
+    Config,
+    ceremonies::CeremonyStore,
+    clock,
+    crypto::Keyring,
+    db,
+    health::HealthService,
+    passkeys::PasskeyService,
+    redis_store::RedisHandle,
+    sessions::{DbSessionStore, RedisSessionStore, Store},
+    tokens::TokenService,
 };
+use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 use leptos::{config::LeptosOptions, prelude::provide_context};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tokio::net::TcpListener;
@@ -30,11 +40,17 @@ use crate::{assets, routes};
 /// Largest request body accepted anywhere unless a route says otherwise.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
+/// Cookie name of the browser session.
+pub const SESSION_COOKIE: &str = "goblin_session";
+/// A session ends after this long without a request.
+pub const SESSION_IDLE_HOURS: i64 = 12;
+
 pub struct Application {
     listener: TcpListener,
     router: Router,
     public_url: url::Url,
     state: AppState,
+    setup_url: Option<url::Url>,
 }
 
 impl Application {
@@ -84,8 +100,35 @@ impl Application {
             .site_addr(local)
             .build();
 
+        let ceremonies = Arc::new(match &redis {
+            Some(r) => CeremonyStore::redis(r.clone(), clock.clone()),
+            None => CeremonyStore::memory(clock.clone()),
+        });
+        let passkeys = Arc::new(
+            PasskeyService::new(&config.public_url, conn.clone(), ceremonies, clock.clone())
+                .context("Failed to set up passkey sign-in from the public URL")?,
+        );
+        // With no accounts, a one-time link lets the first person become admin.
+        let setup_url = if passkeys.has_users().await? {
+            None
+        } else {
+            let token = passkeys.create_setup_token().await?;
+            let mut url = config.public_url.join("setup").context("Failed to build the setup link")?;
+            url.query_pairs_mut().append_pair("token", &token);
+            Some(url)
+        };
+        let sessions = match &redis {
+            Some(r) => Store::Redis(RedisSessionStore::new(r.clone())),
+            None => {
+                let store = DbSessionStore::new(conn.clone());
+                spawn_expired_session_sweeper(store.clone());
+                Store::Db(store)
+            }
+        };
+
         let state = AppState {
             leptos_options,
+            passkeys,
             health: HealthService::new(conn.clone(), redis),
             db: conn,
             config: Arc::new(config),
@@ -95,8 +138,16 @@ impl Application {
         if !assets::has_frontend() {
             tracing::warn!("the compiled front end is missing; pages are served without hydration");
         }
-        let router = router(state.clone());
-        Ok(Self { listener, router, public_url, state })
+        let secure = state.config.public_url.scheme() == "https";
+        let session_layer = SessionManagerLayer::new(sessions)
+            .with_name(SESSION_COOKIE)
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_secure(secure)
+            .with_path("/")
+            .with_expiry(Expiry::OnInactivity(time::Duration::hours(SESSION_IDLE_HOURS)));
+        let router = router(state.clone()).layer(session_layer);
+        Ok(Self { listener, router, public_url, state, setup_url })
     }
 
     pub fn port(&self) -> u16 {
@@ -113,6 +164,11 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The one-time first-run link, when the server has no accounts yet.
+    pub fn setup_url(&self) -> Option<&url::Url> {
+        self.setup_url.as_ref()
     }
 
     /// Serves until Ctrl-C or SIGTERM, then finishes in-flight requests.
@@ -153,6 +209,8 @@ pub fn router(state: AppState) -> Router {
             },
         )
         .fallback(fallback)
+        .layer(axum::middleware::from_fn(crate::fn_errors::client_errors_are_400))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_sign_in))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::csrf::require_same_origin))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -199,4 +257,17 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down");
+}
+
+/// Deletes expired database sessions every 10 minutes.
+fn spawn_expired_session_sweeper(store: DbSessionStore) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.delete_expired().await {
+                tracing::warn!(error = %e, "could not delete expired sessions");
+            }
+        }
+    });
 }

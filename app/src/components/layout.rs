@@ -3,6 +3,8 @@
 use leptos::prelude::*;
 use leptos_router::components::A;
 
+use crate::server_fns::auth::{SignOut, current_user};
+
 /// Navigation entries. An entry is added here when its page exists, so there are no dead links.
 const NAV: &[(&str, &str)] = &[("/", "Home")];
 
@@ -11,6 +13,8 @@ pub fn Layout(children: Children) -> impl IntoView {
     // Becomes true once the wasm bundle has hydrated the page; browser tests and styles can rely on it.
     let (hydrated, set_hydrated) = signal(false);
     Effect::new(move |_| set_hydrated.set(true));
+    let me = Resource::new(|| (), |_| current_user());
+    let sign_out = ServerAction::<SignOut>::new();
 
     view! {
         <div class="flex min-h-screen flex-col" data-hydrated=move || hydrated.get().to_string()>
@@ -26,7 +30,32 @@ pub fn Layout(children: Children) -> impl IntoView {
                         <img src="/favicon.svg" alt="" width="28" height="28" />
                         <span>"Goblin Assistant"</span>
                     </a>
-                    <nav aria-label="Main">
+                    <Transition fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            me.await
+                                .ok()
+                                .flatten()
+                                .map(|u| {
+                                    view! {
+                                        <div class="order-last flex items-center gap-3 text-sm">
+                                            <span data-testid="signed-in-as" title=u.username.clone()>
+                                                {u.display_name.clone()}
+                                                <span class="ml-1 rounded bg-slate-700 px-1.5 py-0.5 text-xs">{u.role.clone()}</span>
+                                            </span>
+                                            <ActionForm action=sign_out>
+                                                <button
+                                                    type="submit"
+                                                    class="rounded border border-slate-500 px-2 py-1 hover:bg-slate-700"
+                                                >
+                                                    "Sign out"
+                                                </button>
+                                            </ActionForm>
+                                        </div>
+                                    }
+                                })
+                        })}
+                    </Transition>
+                    <nav aria-label="Main" class="flex-1">
                         <ul class="flex gap-1">
                             {NAV
                                 .iter()

@@ -117,6 +117,9 @@ pub fn test_env(db_url: &str, data_dir: &std::path::Path) -> BTreeMap<String, St
 
 pub struct TestApp {
     pub address: String,
+    pub state: goblin_app::state::AppState,
+    pub jar: std::sync::Arc<reqwest::cookie::Jar>,
+    pub setup_url: Option<url::Url>,
     /// The origin the server accepts state-changing browser requests from.
     pub origin: String,
     pub client: reqwest::Client,
@@ -131,6 +134,42 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+
+    /// Creates an account with `role` and gives this client a signed-in session for it, as a passkey
+    /// sign-in would (the ceremonies themselves are exercised by the browser tests).
+    pub async fn sign_in_as(&self, username: &str, role: &str) -> uuid::Uuid {
+        use goblin_core::{entities::users, sessions};
+        use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+        use tower_sessions::{SessionStore, session::{Id, Record}};
+        let now = chrono::Utc::now();
+        let user = users::ActiveModel {
+            id: Set(uuid::Uuid::new_v4()),
+            username: Set(username.into()),
+            display_name: Set(format!("{username} (test)")),
+            role: Set(role.into()),
+            status: Set("active".into()),
+            is_service: Set(false),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.state.db)
+        .await
+        .expect("user inserted");
+        let mut record = Record {
+            id: Id::default(),
+            data: [
+                (sessions::USER_ID_KEY.to_string(), serde_json::json!(user.id.to_string())),
+                (sessions::SIGNED_IN_AT_KEY.to_string(), serde_json::json!(now.timestamp())),
+            ]
+            .into_iter()
+            .collect(),
+            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        };
+        sessions::DbSessionStore::new(self.state.db.clone()).create(&mut record).await.expect("session stored");
+        let url: url::Url = self.address.parse().expect("address is a URL");
+        self.jar.add_cookie_str(&format!("{}={}", goblin_server::startup::SESSION_COOKIE, record.id), &url);
+        user.id
     }
 
     /// A POST as the dashboard's own pages send it (with a matching Origin).
@@ -161,16 +200,19 @@ pub async fn spawn_app_on(db: TestDb, extra: &[(&str, &str)]) -> TestApp {
     let config = Config::load(&Sources { file: None, env }).expect("test configuration is valid");
     let app = Application::build(config).await.expect("application builds");
     let port = app.port();
+    let state = app.state().clone();
+    let setup_url = app.setup_url().cloned();
     let origin = app.public_url().origin().ascii_serialization();
     let server = tokio::spawn(async move {
         let _ = app.run_until_stopped().await;
     });
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
     let client = reqwest::Client::builder()
-        .cookie_store(true)
+        .cookie_provider(jar.clone())
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    TestApp { address: format!("http://127.0.0.1:{port}"), origin, client, db, server }
+    TestApp { address: format!("http://127.0.0.1:{port}"), state, jar, setup_url, origin, client, db, server }
 }
 
 /// Path of the built `goblin` binary.

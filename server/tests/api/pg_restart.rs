@@ -90,6 +90,7 @@ async fn server_recovers_after_postgres_restart() {
     let app = spawn_app_on(db, &[("DATABASE_URL", via_proxy.as_str()), ("GOBLIN_DB_MAX_LIFETIME_S", "3600")]).await;
 
     assert_eq!(app.get("/health").await.status(), 200);
+    app.sign_in_as("ops", "viewer").await;
     assert_eq!(app.get("/").await.status(), 200);
 
     proxy.stop().await;
