@@ -67,5 +67,8 @@ for _ in $(seq 1 100); do
   kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; fail "the server did not start"; }
   sleep 0.2
 done
-(cd end2end && GOBLIN_BASE_URL="http://localhost:$port" node --test --test-concurrency=1 tests/) || {
+setup_url=$(grep -o 'http://[^ ]*/setup?token=[A-Za-z0-9_-]*' "$work/server.log" | head -n 1)
+[ -n "$setup_url" ] || { cat "$work/server.log" >&2; fail "the server printed no setup link"; }
+(cd end2end && GOBLIN_BASE_URL="http://localhost:$port" GOBLIN_SETUP_URL="$setup_url" \
+  node --test --test-concurrency=1 tests/) || {
   echo "--- server log ---" >&2; tail -n 50 "$work/server.log" >&2; exit 1; }

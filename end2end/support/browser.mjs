@@ -33,3 +33,33 @@ export function watchErrors(page) {
   });
   return errors;
 }
+
+/// Gives `page` a virtual passkey authenticator (CTAP2, built in, resident keys, user verification
+/// that always succeeds), as a person's phone or laptop would. Returns a function that lists the
+/// credentials it holds.
+export async function addPasskeyAuthenticator(page) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2",
+      transport: "internal",
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  return async () => (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials;
+}
+
+/// Resolves `promise`, or fails after `ms` with `what` in the message (WebAuthn prompts can hang).
+export function within(ms, what, promise) {
+  let timer;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+    }),
+  ]);
+}
