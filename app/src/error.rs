@@ -28,6 +28,9 @@ pub enum AppError {
     /// The request was understood and refused; the message says why.
     #[error("{0}")]
     Refused(String),
+    /// Too many attempts; try again after this many seconds.
+    #[error("too many attempts; try again in {0} s")]
+    RateLimited(u64),
 }
 
 impl FromServerFnError for AppError {
@@ -55,6 +58,7 @@ impl AppError {
             AppError::Unauthorized => 401,
             AppError::Forbidden => 403,
             AppError::Refused(_) => 400,
+            AppError::RateLimited(_) => 429,
         }
     }
 
@@ -62,6 +66,9 @@ impl AppError {
     pub fn respond(self) -> Self {
         if let Some(resp) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
             resp.set_status(axum::http::StatusCode::from_u16(self.status()).unwrap_or_default());
+            if let AppError::RateLimited(s) = &self {
+                resp.insert_header(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*s));
+            }
         }
         self
     }

@@ -17,6 +17,10 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub health: HealthService,
     pub tokens: Arc<TokenService>,
+    /// Limits on sign-in and registration attempts.
+    pub rate_limiter: Arc<goblin_core::rate_limit::RateLimiter>,
     pub passkeys: Arc<PasskeyService>,
+    /// Where browser sessions live (the database, or Redis when configured).
+    pub sessions: goblin_core::sessions::Store,
     pub clock: SharedClock,
 }

@@ -104,6 +104,15 @@ pub struct DatabaseConfig {
     pub pool: PoolConfig,
 }
 
+/// Limits on the sign-in and registration endpoints, per minute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuthConfig {
+    /// Attempts per client IP address (default 30).
+    pub rate_limit_per_ip: u32,
+    /// Attempts per username (default 10).
+    pub rate_limit_per_user: u32,
+}
+
 #[derive(Clone, Debug)]
 pub struct LogConfig {
     pub format: LogFormat,
@@ -124,6 +133,7 @@ pub struct Config {
     /// The 32-byte key that seals stored secrets (base64 in `GOBLIN_ENCRYPTION_KEY`). `None` in
     /// development means a generated key in the data directory is used.
     pub encryption_key: Option<Secret<[u8; 32]>>,
+    pub auth: AuthConfig,
     pub log: LogConfig,
     /// Environment variables that look like ours but are not known; reported as warnings.
     pub unknown_env: Vec<String>,
@@ -172,6 +182,8 @@ const KEYS: &[KeySpec] = &[
     KeySpec { key: "database.test_before_acquire", env: &["GOBLIN_DB_TEST_BEFORE_ACQUIRE"] },
     KeySpec { key: "database.statement_timeout_s", env: &["GOBLIN_DB_STATEMENT_TIMEOUT_S"] },
     KeySpec { key: "encryption_key", env: &["GOBLIN_ENCRYPTION_KEY"] },
+    KeySpec { key: "auth.rate_limit_per_ip", env: &["GOBLIN_AUTH_RATE_LIMIT_PER_IP"] },
+    KeySpec { key: "auth.rate_limit_per_user", env: &["GOBLIN_AUTH_RATE_LIMIT_PER_USER"] },
     KeySpec { key: "log.format", env: &["GOBLIN_LOG_FORMAT"] },
     KeySpec { key: "log.filter", env: &["GOBLIN_LOG", "RUST_LOG"] },
 ];
@@ -401,6 +413,11 @@ impl Config {
             None => None,
         };
 
+        let auth = AuthConfig {
+            rate_limit_per_ip: r.u32("auth.rate_limit_per_ip", 1, 1_000_000)?.unwrap_or(30),
+            rate_limit_per_user: r.u32("auth.rate_limit_per_user", 1, 1_000_000)?.unwrap_or(10),
+        };
+
         let log = LogConfig {
             format: match r.string("log.format")? {
                 None => LogFormat::Text,
@@ -427,6 +444,7 @@ impl Config {
             database: DatabaseConfig { url: Secret::new(db_url), backend, pool },
             redis_url,
             encryption_key,
+            auth,
             log,
             unknown_env,
             file: file_used,
@@ -448,6 +466,7 @@ impl Config {
             },
             "redis_url": self.redis_url.as_ref().map(|u| mask_url(u.expose())),
             "encryption_key": if self.encryption_key.is_some() { "set" } else { "development key in data_dir" },
+            "auth": self.auth,
             "log": { "format": self.log.format, "filter": self.log.filter },
         })
     }

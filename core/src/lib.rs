@@ -13,6 +13,7 @@ pub mod db;
 pub mod entities;
 pub mod health;
 pub mod passkeys;
+pub mod rate_limit;
 pub mod redis_store;
 pub mod secret;
 pub mod sessions;

@@ -3,9 +3,11 @@
 //! checks, server functions and the token-authenticated API are reachable without a session (server
 //! functions and API handlers check authorisation themselves).
 
+use std::net::SocketAddr;
+
 use axum::{
-    extract::{Request, State},
-    http::Method,
+    extract::{ConnectInfo, Request, State},
+    http::{HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
@@ -35,6 +37,41 @@ pub async fn require_sign_in(State(_state): State<AppState>, req: Request, next:
         next.run(req).await
     } else {
         Redirect::to("/signin").into_response()
+    }
+}
+
+/// The ceremony endpoints a stranger can call: limited per client address.
+fn is_sign_in_attempt(path: &str) -> bool {
+    ["/fn/auth/signin-", "/fn/auth/setup-"].iter().any(|p| path.starts_with(p))
+}
+
+/// Answers 429 with Retry-After once a client address exceeds its sign-in attempts for the minute.
+pub async fn limit_sign_in_attempts(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST || !is_sign_in_attempt(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    match state.rate_limiter.hit(&format!("auth-ip:{ip}"), state.config.auth.rate_limit_per_ip).await {
+        Ok(goblin_core::rate_limit::Decision::Allowed) => next.run(req).await,
+        Ok(goblin_core::rate_limit::Decision::Limited { retry_after_s }) => {
+            tracing::warn!(%ip, path = %req.uri().path(), "sign-in attempts rate limited");
+            let mut resp = crate::routes::api::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                &format!("too many sign-in attempts from this address; try again in {retry_after_s} s"),
+            );
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            resp
+        }
+        Err(e) => crate::routes::api::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            &format!("the sign-in service is unavailable right now ({e})"),
+        ),
     }
 }
 

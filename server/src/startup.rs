@@ -126,9 +126,15 @@ impl Application {
             }
         };
 
+        let rate_limiter = Arc::new(match &redis {
+            Some(r) => goblin_core::rate_limit::RateLimiter::redis(r.clone(), clock.clone()),
+            None => goblin_core::rate_limit::RateLimiter::memory(clock.clone()),
+        });
         let state = AppState {
             leptos_options,
+            rate_limiter,
             passkeys,
+            sessions: sessions.clone(),
             health: HealthService::new(conn.clone(), redis),
             db: conn,
             config: Arc::new(config),
@@ -184,7 +190,7 @@ impl Application {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
         });
-        axum::serve(listener, self.router)
+        axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("The HTTP server failed")
@@ -211,6 +217,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(fallback)
         .layer(axum::middleware::from_fn(crate::fn_errors::client_errors_are_400))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_sign_in))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::limit_sign_in_attempts))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::csrf::require_same_origin))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

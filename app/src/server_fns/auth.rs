@@ -131,6 +131,16 @@ pub async fn setup_finish(
 #[server(prefix = "/fn", endpoint = "auth/signin-start", input = Json)]
 pub async fn signin_start(username: Option<String>) -> Result<(String, RequestChallengeResponse), AppError> {
     let state = ssr::state()?;
+    if let Some(name) = username.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+        let key = format!("auth-user:{}", name.to_lowercase());
+        match state.rate_limiter.hit(&key, state.config.auth.rate_limit_per_user).await {
+            Ok(goblin_core::rate_limit::Decision::Allowed) => {}
+            Ok(goblin_core::rate_limit::Decision::Limited { retry_after_s }) => {
+                return Err(AppError::RateLimited(retry_after_s).respond());
+            }
+            Err(e) => return Err(AppError::Unavailable(e.to_string()).respond()),
+        }
+    }
     state.passkeys.signin_start(username.as_deref()).await.map_err(ssr::map_auth)
 }
 

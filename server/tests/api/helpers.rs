@@ -166,7 +166,7 @@ impl TestApp {
             .collect(),
             expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
         };
-        sessions::DbSessionStore::new(self.state.db.clone()).create(&mut record).await.expect("session stored");
+        self.state.sessions.create(&mut record).await.expect("session stored");
         let url: url::Url = self.address.parse().expect("address is a URL");
         self.jar.add_cookie_str(&format!("{}={}", goblin_server::startup::SESSION_COOKIE, record.id), &url);
         user.id

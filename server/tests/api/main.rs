@@ -5,6 +5,7 @@
 mod cli;
 mod health;
 mod helpers;
+mod instances;
 mod migrations;
 mod pages;
 mod pg_restart;

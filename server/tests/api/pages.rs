@@ -202,3 +202,41 @@ async fn first_run_offers_a_one_time_setup_link() {
     assert!(resp.text().await.unwrap().contains("expired or was already used"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn sign_in_attempts_are_rate_limited_per_address_and_per_user() {
+    let app = spawn_app(
+        Backend::Sqlite,
+        &[("GOBLIN_AUTH_RATE_LIMIT_PER_IP", "5"), ("GOBLIN_AUTH_RATE_LIMIT_PER_USER", "2")],
+    )
+    .await
+    .unwrap();
+    app.sign_in_as("ada", "admin").await;
+    let start = |username: Option<&str>| {
+        app.post("/fn/auth/signin-start").json(&serde_json::json!({ "username": username })).send()
+    };
+    // Per user: the third attempt for "ada" within the minute is refused, another name is not.
+    for _ in 0..2 {
+        let resp = start(Some("ada")).await.unwrap();
+        assert_ne!(resp.status(), 429);
+    }
+    let resp = start(Some("ADA")).await.unwrap();
+    assert_eq!(resp.status(), 429, "usernames are limited case-insensitively");
+    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    let err: goblin_app::error::AppError = resp.json().await.unwrap();
+    assert_eq!(err, goblin_app::error::AppError::RateLimited(retry));
+    assert!(err.to_string().contains("too many attempts"));
+    // Per address: three so far; the fourth and fifth pass, the sixth is refused.
+    assert_ne!(start(None).await.unwrap().status(), 429);
+    assert_ne!(start(None).await.unwrap().status(), 429);
+    let resp = start(None).await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    // Other pages and functions are unaffected.
+    assert_eq!(app.get("/").await.status(), 200);
+    assert_eq!(app.post("/fn/health").send().await.unwrap().status(), 200);
+    app.stop().await;
+}
