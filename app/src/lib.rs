@@ -20,7 +20,7 @@ use leptos_router::{
 
 use crate::{
     components::layout::Layout,
-    pages::{home::HomePage, not_found::NotFound, setup::SetupPage, signin::SignInPage},
+    pages::{account::AccountPage, home::HomePage, not_found::NotFound, setup::SetupPage, signin::SignInPage},
 };
 
 /// The HTML document around the app, rendered on the server.
@@ -57,6 +57,7 @@ pub fn App() -> impl IntoView {
             <Layout>
                 <Routes fallback=|| view! { <NotFound /> }>
                     <Route path=StaticSegment("") view=HomePage />
+                    <Route path=StaticSegment("account") view=AccountPage />
                     <Route path=StaticSegment("signin") view=SignInPage />
                     <Route path=StaticSegment("setup") view=SetupPage />
                 </Routes>

@@ -1,5 +1,6 @@
 //! Server functions, one module per feature. Each authenticates (where the feature needs it), calls one
 //! service function from `goblin-core`, and maps the error to [`crate::error::AppError`].
 
+pub mod account;
 pub mod auth;
 pub mod health;

@@ -62,6 +62,12 @@ pub enum AuthError {
     Disabled,
     #[error("no passkey is registered for that username")]
     NoPasskeys,
+    #[error("no such passkey on your account")]
+    PasskeyNotFound,
+    #[error("this is your last passkey: add another before deleting it, or you could not sign in again")]
+    LastPasskey,
+    #[error("the passkey name must be 1 to 128 characters")]
+    BadPasskeyName,
     #[error(transparent)]
     Unavailable(#[from] CeremonyError),
     #[error("the server's WebAuthn settings are invalid: {0}")]
@@ -83,6 +89,7 @@ impl AuthError {
 #[derive(Serialize, Deserialize)]
 enum Ceremony {
     Setup { reg: PasskeyRegistration, user_id: Uuid, username: String, display_name: String, invite: Uuid },
+    Add { reg: PasskeyRegistration, user_id: Uuid },
     Discoverable { auth: DiscoverableAuthentication },
     Named { auth: PasskeyAuthentication, user_id: Uuid },
 }
@@ -445,7 +452,7 @@ impl PasskeyService {
                     .finish_passkey_authentication(credential, &auth)
                     .map_err(|e| AuthError::Verification(e.to_string()))?
             }
-            Ceremony::Setup { .. } => return Err(AuthError::UnknownCeremony),
+            Ceremony::Setup { .. } | Ceremony::Add { .. } => return Err(AuthError::UnknownCeremony),
         };
         let counter = i64::from(result.counter());
         if counter != 0 && counter <= row.sign_count {
@@ -464,5 +471,158 @@ impl PasskeyService {
         active.last_used_at = Set(Some(self.clock.now()));
         active.update(&self.db).await?;
         Ok(user)
+    }
+}
+
+/// A passkey as its owner sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub backed_up: bool,
+}
+
+impl PasskeyService {
+    /// The user's passkeys, oldest first.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list(&self, user_id: Uuid) -> Result<Vec<PasskeyInfo>, DbErr> {
+        use sea_orm::QueryOrder;
+        Ok(passkeys::Entity::find()
+            .filter(passkeys::Column::UserId.eq(user_id))
+            .order_by_asc(passkeys::Column::CreatedAt)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|p| PasskeyInfo {
+                id: p.id,
+                name: p.name,
+                created_at: p.created_at,
+                last_used_at: p.last_used_at,
+                backed_up: p.backup_state,
+            })
+            .collect())
+    }
+
+    /// Renames one of the user's passkeys.
+    ///
+    /// # Errors
+    /// A bad name, a passkey that is not the user's, or a database error.
+    pub async fn rename(&self, user_id: Uuid, id: Uuid, name: &str) -> Result<(), AuthError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 128 {
+            return Err(AuthError::BadPasskeyName);
+        }
+        let row = passkeys::Entity::find_by_id(id)
+            .filter(passkeys::Column::UserId.eq(user_id))
+            .one(&self.db)
+            .await?
+            .ok_or(AuthError::PasskeyNotFound)?;
+        let mut a: passkeys::ActiveModel = row.into();
+        a.name = Set(name.to_string());
+        a.update(&self.db).await?;
+        Ok(())
+    }
+
+    /// Deletes one of the user's passkeys, never the last one.
+    ///
+    /// # Errors
+    /// The last passkey, one that is not the user's, or a database error.
+    pub async fn delete(&self, user_id: Uuid, id: Uuid) -> Result<(), AuthError> {
+        let txn = self.db.begin().await?;
+        let count = passkeys::Entity::find().filter(passkeys::Column::UserId.eq(user_id)).count(&txn).await?;
+        let row = passkeys::Entity::find_by_id(id)
+            .filter(passkeys::Column::UserId.eq(user_id))
+            .one(&txn)
+            .await?
+            .ok_or(AuthError::PasskeyNotFound)?;
+        if count <= 1 {
+            return Err(AuthError::LastPasskey);
+        }
+        passkeys::Entity::delete_by_id(row.id).exec(&txn).await?;
+        audit::record(
+            &txn,
+            self.clock.as_ref(),
+            audit::Event {
+                actor: Some(user_id),
+                action: "passkey.removed",
+                target: Some(row.id.to_string()),
+                success: true,
+                detail: serde_json::json!({ "name": row.name }),
+                ..Default::default()
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Starts registering another passkey for a signed-in user; their existing ones are excluded.
+    ///
+    /// # Errors
+    /// An unavailable ceremony store or a database error.
+    pub async fn add_start(&self, user: &users::Model) -> Result<(String, CreationChallengeResponse), AuthError> {
+        let existing: Vec<CredentialID> = passkeys::Entity::find()
+            .filter(passkeys::Column::UserId.eq(user.id))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .filter_map(|p| serde_json::from_value::<Passkey>(p.passkey).ok())
+            .map(|p| p.cred_id().clone())
+            .collect();
+        let (mut ccr, reg) = self
+            .webauthn
+            .start_passkey_registration(user.id, &user.username, &user.display_name, Some(existing))
+            .map_err(|e| AuthError::Verification(e.to_string()))?;
+        ccr.public_key.authenticator_selection = Some(AuthenticatorSelectionCriteria {
+            authenticator_attachment: None,
+            resident_key: Some(ResidentKeyRequirement::Required),
+            require_resident_key: true,
+            user_verification: UserVerificationPolicy::Required,
+        });
+        let state = Ceremony::Add { reg, user_id: user.id };
+        let id = self.ceremonies.put(serde_json::to_string(&state).map_err(|e| AuthError::Config(e.to_string()))?).await?;
+        Ok((id, ccr))
+    }
+
+    /// Finishes adding a passkey; the ceremony must have been started by the same user.
+    ///
+    /// # Errors
+    /// An unknown or used ceremony, another user's ceremony, or a credential that does not verify.
+    pub async fn add_finish(
+        &self,
+        user_id: Uuid,
+        ceremony: &str,
+        credential: &RegisterPublicKeyCredential,
+        name: &str,
+    ) -> Result<(), AuthError> {
+        let result = async {
+            let state = self.ceremonies.take(ceremony).await?.ok_or(AuthError::UnknownCeremony)?;
+            let Ok(Ceremony::Add { reg, user_id: owner }) = serde_json::from_str(&state) else {
+                return Err(AuthError::UnknownCeremony);
+            };
+            if owner != user_id {
+                return Err(AuthError::UnknownCeremony);
+            }
+            let passkey = self
+                .webauthn
+                .finish_passkey_registration(credential, &reg)
+                .map_err(|e| AuthError::Verification(e.to_string()))?;
+            self.insert_passkey(&self.db, user_id, &passkey, name).await
+        }
+        .await;
+        let event = audit::Event {
+            actor: Some(user_id),
+            action: "passkey.added",
+            success: result.is_ok(),
+            reason: result.as_ref().err().map(AuthError::reason),
+            detail: serde_json::json!({ "name": name }),
+            ..Default::default()
+        };
+        audit::record(&self.db, self.clock.as_ref(), event).await?;
+        result
     }
 }

@@ -233,3 +233,103 @@ impl SessionStore for Store {
         }
     }
 }
+
+/// One of a person's sessions as they see it. `handle` names it without revealing the cookie value.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionInfo {
+    pub handle: String,
+    pub expires_at: DateTime<Utc>,
+    pub signed_in_at: Option<DateTime<Utc>>,
+}
+
+/// A short, stable name for a session id that cannot be turned back into it.
+pub fn handle(id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(id.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn info(id: &str, record: &Record) -> SessionInfo {
+    SessionInfo {
+        handle: handle(id),
+        expires_at: expiry(record),
+        signed_in_at: record
+            .data
+            .get(SIGNED_IN_AT_KEY)
+            .and_then(serde_json::Value::as_i64)
+            .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0)),
+    }
+}
+
+impl Store {
+    /// The live sessions of `user`.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub async fn list_for_user(&self, user: Uuid) -> session_store::Result<Vec<SessionInfo>> {
+        match self {
+            Store::Db(s) => {
+                let rows = sessions::Entity::find()
+                    .filter(sessions::Column::UserId.eq(user))
+                    .filter(sessions::Column::ExpiresAt.gt(Utc::now()))
+                    .all(&s.db)
+                    .await
+                    .map_err(backend)?;
+                Ok(rows
+                    .iter()
+                    .filter_map(|r| serde_json::from_str::<Record>(&r.data).ok().map(|rec| info(&r.id, &rec)))
+                    .collect())
+            }
+            Store::Redis(s) => {
+                let mut conn = s.redis.connection().await.map_err(backend)?;
+                let ids: Vec<String> = conn.smembers(user_key(user)).await.map_err(backend)?;
+                let mut out = Vec::new();
+                for id in ids {
+                    let data: Option<String> = conn.get(format!("goblin:session:{id}")).await.map_err(backend)?;
+                    match data.and_then(|d| serde_json::from_str::<Record>(&d).ok()) {
+                        Some(rec) if user_of(&rec) == Some(user) => out.push(info(&id, &rec)),
+                        _ => {
+                            let _: () = conn.srem(user_key(user), &id).await.map_err(backend)?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Ends the user's session named by `handle`; false when there is no such session of theirs.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    pub async fn end_for_user(&self, user: Uuid, handle_: &str) -> session_store::Result<bool> {
+        let ids: Vec<String> = match self {
+            Store::Db(s) => sessions::Entity::find()
+                .filter(sessions::Column::UserId.eq(user))
+                .all(&s.db)
+                .await
+                .map_err(backend)?
+                .into_iter()
+                .map(|r| r.id)
+                .collect(),
+            Store::Redis(s) => {
+                let mut conn = s.redis.connection().await.map_err(backend)?;
+                conn.smembers(user_key(user)).await.map_err(backend)?
+            }
+        };
+        let Some(id) = ids.into_iter().find(|id| handle(id) == handle_) else { return Ok(false) };
+        let Ok(parsed) = id.parse::<Id>() else { return Ok(false) };
+        self.delete(&parsed).await?;
+        Ok(true)
+    }
+
+    /// Ends every session of `user` (when they are disabled).
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    pub async fn end_all_for_user(&self, user: Uuid) -> session_store::Result<()> {
+        for s in self.list_for_user(user).await? {
+            self.end_for_user(user, &s.handle).await?;
+        }
+        Ok(())
+    }
+}

@@ -476,3 +476,54 @@ mod tests {
         }
     }
 }
+
+/// A token as its owner sees it (never the token itself).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked: bool,
+}
+
+impl TokenService {
+    /// The user's tokens, newest first.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list_for_user(&self, user_id: Uuid) -> Result<Vec<TokenInfo>, DbErr> {
+        Ok(api_tokens::Entity::find()
+            .filter(api_tokens::Column::UserId.eq(user_id))
+            .order_by_desc(api_tokens::Column::CreatedAt)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|t| TokenInfo {
+                id: t.id,
+                name: t.name,
+                scopes: serde_json::from_value(t.scopes).unwrap_or_default(),
+                created_at: t.created_at,
+                expires_at: t.expires_at,
+                revoked: t.revoked_at.is_some(),
+            })
+            .collect())
+    }
+
+    /// Revokes a token if it belongs to `user_id`.
+    ///
+    /// # Errors
+    /// [`TokenServiceError::NotFound`] when it is not theirs, or a database error.
+    pub async fn revoke_own(&self, user_id: Uuid, id: Uuid) -> Result<(), TokenServiceError> {
+        let owned = api_tokens::Entity::find_by_id(id)
+            .filter(api_tokens::Column::UserId.eq(user_id))
+            .one(&self.db)
+            .await?
+            .is_some();
+        if !owned {
+            return Err(TokenServiceError::NotFound(id));
+        }
+        self.revoke(id, Some(user_id)).await
+    }
+}

@@ -35,8 +35,8 @@ export function watchErrors(page) {
 }
 
 /// Gives `page` a virtual passkey authenticator (CTAP2, built in, resident keys, user verification
-/// that always succeeds), as a person's phone or laptop would. Returns a function that lists the
-/// credentials it holds.
+/// that always succeeds), as a person's phone or laptop would. Returns `credentials()`, listing what
+/// it holds, and `remove()`, taking it away (as when a person switches devices).
 export async function addPasskeyAuthenticator(page) {
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("WebAuthn.enable");
@@ -50,7 +50,10 @@ export async function addPasskeyAuthenticator(page) {
       automaticPresenceSimulation: true,
     },
   });
-  return async () => (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials;
+  return {
+    credentials: async () => (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials,
+    remove: () => cdp.send("WebAuthn.removeVirtualAuthenticator", { authenticatorId }),
+  };
 }
 
 /// Resolves `promise`, or fails after `ms` with `what` in the message (WebAuthn prompts can hang).

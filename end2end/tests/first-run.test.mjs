@@ -12,7 +12,7 @@ let browser;
 let context;
 let page;
 let errors;
-let credentials;
+let laptop;
 
 before(async () => {
   assert.ok(SETUP_URL, "GOBLIN_SETUP_URL must hold the link the server printed");
@@ -20,7 +20,7 @@ before(async () => {
   context = await browser.newContext();
   page = await context.newPage();
   errors = watchErrors(page);
-  credentials = await addPasskeyAuthenticator(page);
+  laptop = await addPasskeyAuthenticator(page);
 });
 after(async () => {
   await browser?.close();
@@ -50,7 +50,7 @@ describe("first run, sign-in and the home page", () => {
     ]));
     assert.match(await page.getByTestId("signed-in-as").textContent(), /Ada Admin/);
     assert.match(await page.getByTestId("signed-in-as").textContent(), /admin/);
-    const held = await credentials();
+    const held = await laptop.credentials();
     assert.equal(held.length, 1);
     assert.equal(held[0].isResidentCredential, true, "a discoverable passkey, for usernameless sign-in");
   });
@@ -101,6 +101,31 @@ describe("first run, sign-in and the home page", () => {
   test("a usernameless passkey sign-in gets back in", async () => {
     await page.locator('[data-hydrated="true"]').waitFor({ timeout: 20_000 });
     await within(20_000, "passkey sign-in", Promise.all([
+      page.waitForURL(`${BASE_URL}/`, { timeout: 20_000 }),
+      page.getByTestId("signin-passkey").click(),
+    ]));
+    assert.match(await page.getByTestId("signed-in-as").textContent(), /Ada Admin/);
+  });
+
+  test("a second passkey, on another device, can be added and used to sign in", async () => {
+    await page.goto(`${BASE_URL}/account`);
+    await page.locator('[data-hydrated="true"]').waitFor({ timeout: 20_000 });
+    assert.equal(await page.getByTestId("passkey-list").locator("li").count(), 1);
+    // The laptop already holds a passkey for this account (and is excluded); use a phone instead.
+    await laptop.remove();
+    const phone = await addPasskeyAuthenticator(page);
+    await page.getByLabel("New passkey name").fill("Phone");
+    await within(20_000, "adding a passkey", page.getByTestId("add-passkey").click());
+    await page.getByTestId("passkey-message").filter({ hasText: "Passkey added." }).waitFor({ timeout: 20_000 });
+    await page.getByTestId("passkey-list").locator("li").nth(1).waitFor({ timeout: 10_000 });
+    assert.equal((await phone.credentials()).length, 1);
+
+    await Promise.all([
+      page.waitForURL(`${BASE_URL}/signin`, { timeout: 10_000 }),
+      page.getByRole("button", { name: "Sign out" }).click(),
+    ]);
+    await page.locator('[data-hydrated="true"]').waitFor({ timeout: 20_000 });
+    await within(20_000, "sign-in with the phone", Promise.all([
       page.waitForURL(`${BASE_URL}/`, { timeout: 20_000 }),
       page.getByTestId("signin-passkey").click(),
     ]));

@@ -21,7 +21,7 @@ pub struct UserView {
 }
 
 #[cfg(feature = "ssr")]
-mod ssr {
+pub(crate) mod ssr {
     use goblin_core::{
         entities::users,
         passkeys::AuthError,
@@ -65,6 +65,16 @@ mod ssr {
         session.insert(USER_ID_KEY, user.id.to_string()).await.map_err(AppError::internal)?;
         session.insert(SIGNED_IN_AT_KEY, state.clock.now().timestamp()).await.map_err(AppError::internal)?;
         Ok(())
+    }
+
+    /// The signed-in user, or [`AppError::Unauthorized`] (with status 401).
+    pub async fn require_user() -> Result<(AppState, Session, users::Model), AppError> {
+        let state = state()?;
+        let session = session().await?;
+        match signed_in_user(&state, &session).await? {
+            Some(u) => Ok((state, session, u)),
+            None => Err(AppError::Unauthorized.respond()),
+        }
     }
 
     pub fn map_auth(e: AuthError) -> AppError {

@@ -139,9 +139,8 @@ impl TestApp {
     /// Creates an account with `role` and gives this client a signed-in session for it, as a passkey
     /// sign-in would (the ceremonies themselves are exercised by the browser tests).
     pub async fn sign_in_as(&self, username: &str, role: &str) -> uuid::Uuid {
-        use goblin_core::{entities::users, sessions};
+        use goblin_core::entities::users;
         use sea_orm::{ActiveModelTrait, ActiveValue::Set};
-        use tower_sessions::{SessionStore, session::{Id, Record}};
         let now = chrono::Utc::now();
         let user = users::ActiveModel {
             id: Set(uuid::Uuid::new_v4()),
@@ -156,20 +155,49 @@ impl TestApp {
         .insert(&self.state.db)
         .await
         .expect("user inserted");
+        let cookie = self.new_session(user.id).await;
+        let url: url::Url = self.address.parse().expect("address is a URL");
+        self.jar.add_cookie_str(&cookie, &url);
+        user.id
+    }
+
+    /// Creates another account without signing this client in as it.
+    pub async fn sign_in_as_other(&self, username: &str) -> uuid::Uuid {
+        use goblin_core::entities::users;
+        use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+        let now = chrono::Utc::now();
+        users::ActiveModel {
+            id: Set(uuid::Uuid::new_v4()),
+            username: Set(username.into()),
+            display_name: Set(username.into()),
+            role: Set("viewer".into()),
+            status: Set("active".into()),
+            is_service: Set(false),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.state.db)
+        .await
+        .expect("user inserted")
+        .id
+    }
+
+    /// A new signed-in session for `user`, as a `name=value` cookie (not added to this client).
+    pub async fn new_session(&self, user: uuid::Uuid) -> String {
+        use goblin_core::sessions;
+        use tower_sessions::{SessionStore, session::{Id, Record}};
         let mut record = Record {
             id: Id::default(),
             data: [
-                (sessions::USER_ID_KEY.to_string(), serde_json::json!(user.id.to_string())),
-                (sessions::SIGNED_IN_AT_KEY.to_string(), serde_json::json!(now.timestamp())),
+                (sessions::USER_ID_KEY.to_string(), serde_json::json!(user.to_string())),
+                (sessions::SIGNED_IN_AT_KEY.to_string(), serde_json::json!(chrono::Utc::now().timestamp())),
             ]
             .into_iter()
             .collect(),
             expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
         };
         self.state.sessions.create(&mut record).await.expect("session stored");
-        let url: url::Url = self.address.parse().expect("address is a URL");
-        self.jar.add_cookie_str(&format!("{}={}", goblin_server::startup::SESSION_COOKIE, record.id), &url);
-        user.id
+        format!("{}={}", goblin_server::startup::SESSION_COOKIE, record.id)
     }
 
     /// A POST as the dashboard's own pages send it (with a matching Origin).

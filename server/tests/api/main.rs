@@ -2,6 +2,7 @@
 //! Every test gets a fresh database; PostgreSQL variants run when GOBLIN_TEST_PG_URL is set (and
 //! must run under CI=true).
 
+mod account;
 mod cli;
 mod health;
 mod helpers;
