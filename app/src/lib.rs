@@ -20,7 +20,7 @@ use leptos_router::{
 
 use crate::{
     components::layout::Layout,
-    pages::{account::AccountPage, home::HomePage, not_found::NotFound, setup::SetupPage, signin::SignInPage},
+    pages::{account::AccountPage, admin::AdminPage, home::HomePage, not_found::NotFound, setup::SetupPage, signin::SignInPage},
 };
 
 /// The HTML document around the app, rendered on the server.
@@ -58,8 +58,10 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <NotFound /> }>
                     <Route path=StaticSegment("") view=HomePage />
                     <Route path=StaticSegment("account") view=AccountPage />
+                    <Route path=StaticSegment("admin") view=AdminPage />
+                    <Route path=StaticSegment("invite") view=|| view! { <SetupPage invite=true /> } />
                     <Route path=StaticSegment("signin") view=SignInPage />
-                    <Route path=StaticSegment("setup") view=SetupPage />
+                    <Route path=StaticSegment("setup") view=|| view! { <SetupPage /> } />
                 </Routes>
             </Layout>
         </Router>

@@ -2,5 +2,6 @@
 //! service function from `goblin-core`, and maps the error to [`crate::error::AppError`].
 
 pub mod account;
+pub mod admin;
 pub mod auth;
 pub mod health;

@@ -42,8 +42,10 @@ pub fn setup_link_ttl() -> Duration {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("this setup link is invalid, expired or already used; run `goblin admin setup-link` for a new one")]
+    #[error("this link is invalid, expired or already used; ask an admin for a new one (first run: `goblin admin setup-link`)")]
     BadSetupLink,
+    #[error("the username '{0}' is taken")]
+    UsernameTaken(String),
     #[error("setup is already done: sign in instead")]
     AlreadySetUp,
     #[error("the username must be 1 to 64 letters, digits, '.', '_' or '-'")]
@@ -88,10 +90,28 @@ impl AuthError {
 
 #[derive(Serialize, Deserialize)]
 enum Ceremony {
-    Setup { reg: PasskeyRegistration, user_id: Uuid, username: String, display_name: String, invite: Uuid },
+    Setup {
+        reg: PasskeyRegistration,
+        user_id: Uuid,
+        username: String,
+        display_name: String,
+        invite: Uuid,
+        #[serde(default = "admin_role")]
+        role: String,
+        #[serde(default = "setup_kind")]
+        kind: String,
+    },
     Add { reg: PasskeyRegistration, user_id: Uuid },
     Discoverable { auth: DiscoverableAuthentication },
     Named { auth: PasskeyAuthentication, user_id: Uuid },
+}
+
+fn admin_role() -> String {
+    "admin".into()
+}
+
+fn setup_kind() -> String {
+    "setup".into()
 }
 
 /// Hash of a one-time link token, as stored.
@@ -179,10 +199,11 @@ impl PasskeyService {
         }
     }
 
-    /// Step 1: checks the setup link and returns the ceremony id and the browser's options.
+    /// Step 1: checks the one-time link (first-run setup or an invite) and returns the ceremony id
+    /// and the browser's options.
     ///
     /// # Errors
-    /// A bad link, bad names, setup already done, or an unavailable ceremony store.
+    /// A bad link, bad or taken names, setup already done, or an unavailable ceremony store.
     pub async fn setup_start(
         &self,
         token: &str,
@@ -197,10 +218,13 @@ impl PasskeyService {
         if display_name.is_empty() || display_name.chars().count() > 128 {
             return Err(AuthError::BadDisplayName);
         }
-        if self.has_users().await? {
+        let invite = self.live_link(token).await?.ok_or(AuthError::BadSetupLink)?;
+        if invite.kind == "setup" && self.has_users().await? {
             return Err(AuthError::AlreadySetUp);
         }
-        let invite = self.live_setup_invite(token).await?.ok_or(AuthError::BadSetupLink)?;
+        if users::Entity::find().filter(users::Column::Username.eq(username)).one(&self.db).await?.is_some() {
+            return Err(AuthError::UsernameTaken(username.to_string()));
+        }
         let user_id = Uuid::new_v4();
         let (mut ccr, reg) = self
             .webauthn
@@ -219,24 +243,25 @@ impl PasskeyService {
             username: username.to_string(),
             display_name: display_name.to_string(),
             invite: invite.id,
+            role: invite.role,
+            kind: invite.kind,
         };
         let id = self.ceremonies.put(serde_json::to_string(&state).map_err(|e| AuthError::Config(e.to_string()))?).await?;
         Ok((id, ccr))
     }
 
-    async fn live_setup_invite(&self, token: &str) -> Result<Option<invites::Model>, DbErr> {
+    async fn live_link(&self, token: &str) -> Result<Option<invites::Model>, DbErr> {
         Ok(invites::Entity::find()
             .filter(invites::Column::TokenHash.eq(token_hash(token)))
-            .filter(invites::Column::Kind.eq("setup"))
             .one(&self.db)
             .await?
             .filter(|i| i.used_at.is_none() && i.expires_at > self.clock.now()))
     }
 
-    /// Step 2: verifies the new passkey and creates the first admin with it.
+    /// Step 2: verifies the new passkey and creates the account with the link's role.
     ///
     /// # Errors
-    /// An unknown or used ceremony, a credential that does not verify, or setup done meanwhile.
+    /// An unknown or used ceremony, a credential that does not verify, or the link used meanwhile.
     pub async fn setup_finish(
         &self,
         ceremony: &str,
@@ -246,21 +271,21 @@ impl PasskeyService {
     ) -> Result<users::Model, AuthError> {
         let result = self.setup_finish_inner(ceremony, credential, passkey_name).await;
         match &result {
-            Ok(u) => {
+            Ok((u, kind)) => {
                 let event = audit::Event {
                     actor: Some(u.id),
-                    action: "setup.completed",
+                    action: if kind == "setup" { "setup.completed" } else { "invite.accepted" },
                     target: Some(u.id.to_string()),
                     success: true,
                     ip: ip.map(str::to_string),
-                    detail: serde_json::json!({ "username": u.username, "role": "admin" }),
+                    detail: serde_json::json!({ "username": u.username, "role": u.role }),
                     ..Default::default()
                 };
                 audit::record(&self.db, self.clock.as_ref(), event).await?;
             }
-            Err(e) => self.audit_failure("setup.failed", None, e, ip).await,
+            Err(e) => self.audit_failure("registration.failed", None, e, ip).await,
         }
-        result
+        result.map(|(u, _)| u)
     }
 
     async fn setup_finish_inner(
@@ -268,9 +293,10 @@ impl PasskeyService {
         ceremony: &str,
         credential: &RegisterPublicKeyCredential,
         passkey_name: &str,
-    ) -> Result<users::Model, AuthError> {
+    ) -> Result<(users::Model, String), AuthError> {
         let state = self.ceremonies.take(ceremony).await?.ok_or(AuthError::UnknownCeremony)?;
-        let Ok(Ceremony::Setup { reg, user_id, username, display_name, invite }) = serde_json::from_str(&state)
+        let Ok(Ceremony::Setup { reg, user_id, username, display_name, invite, role, kind }) =
+            serde_json::from_str(&state)
         else {
             return Err(AuthError::UnknownCeremony);
         };
@@ -281,7 +307,7 @@ impl PasskeyService {
 
         let txn = self.db.begin().await?;
         let now = self.clock.now();
-        // Use up the link; losing a race to another tab (or instance) means setup is done.
+        // Use up the link; losing a race to another tab (or instance) means it is gone.
         let used = invites::Entity::update_many()
             .col_expr(invites::Column::UsedAt, Expr::value(now))
             .filter(invites::Column::Id.eq(invite))
@@ -292,14 +318,17 @@ impl PasskeyService {
         if used.rows_affected != 1 {
             return Err(AuthError::BadSetupLink);
         }
-        if users::Entity::find().count(&txn).await? > 0 {
+        if kind == "setup" && users::Entity::find().count(&txn).await? > 0 {
             return Err(AuthError::AlreadySetUp);
+        }
+        if users::Entity::find().filter(users::Column::Username.eq(&username)).one(&txn).await?.is_some() {
+            return Err(AuthError::UsernameTaken(username));
         }
         let user = users::ActiveModel {
             id: Set(user_id),
             username: Set(username),
             display_name: Set(display_name),
-            role: Set(Role::Admin.as_str().into()),
+            role: Set(role),
             status: Set("active".into()),
             is_service: Set(false),
             created_at: Set(now),
@@ -314,7 +343,51 @@ impl PasskeyService {
             .await?;
         self.insert_passkey(&txn, user.id, &passkey, passkey_name).await?;
         txn.commit().await?;
-        Ok(user)
+        Ok((user, kind))
+    }
+
+    /// An admin's invite: a one-time link for one person to register with `role`.
+    ///
+    /// # Errors
+    /// A lifetime out of range (1 hour to 30 days) or a database error.
+    pub async fn create_invite(&self, admin: Uuid, role: Role, ttl: Duration) -> Result<String, AuthError> {
+        if ttl < Duration::hours(1) || ttl > Duration::days(30) {
+            return Err(AuthError::Verification("an invite lasts from 1 hour to 30 days".into()));
+        }
+        let mut bytes = [0u8; 32];
+        aes_gcm::aead::rand_core::RngCore::fill_bytes(&mut aes_gcm::aead::OsRng, &mut bytes);
+        let token = URL_SAFE_NO_PAD.encode(bytes);
+        let now = self.clock.now();
+        let id = Uuid::new_v4();
+        let txn = self.db.begin().await?;
+        invites::ActiveModel {
+            id: Set(id),
+            kind: Set("invite".into()),
+            token_hash: Set(token_hash(&token)),
+            role: Set(role.as_str().into()),
+            created_by: Set(Some(admin)),
+            created_at: Set(now),
+            expires_at: Set(now + ttl),
+            used_at: Set(None),
+            used_by: Set(None),
+        }
+        .insert(&txn)
+        .await?;
+        audit::record(
+            &txn,
+            self.clock.as_ref(),
+            audit::Event {
+                actor: Some(admin),
+                action: "invite.created",
+                target: Some(id.to_string()),
+                success: true,
+                detail: serde_json::json!({ "role": role.as_str(), "expires_at": now + ttl }),
+                ..Default::default()
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(token)
     }
 
     async fn insert_passkey(

@@ -105,3 +105,153 @@ pub async fn create_service_account(
 pub async fn find_by_username(db: &DatabaseConnection, username: &str) -> Result<Option<users::Model>, DbErr> {
     users::Entity::find().filter(users::Column::Username.eq(username)).one(db).await
 }
+
+/// An account as the admin pages list it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub role: String,
+    pub status: String,
+    pub is_service: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no such user")]
+    NotFound,
+    #[error("this would leave no active admin; make someone else admin first")]
+    LastAdmin,
+    #[error("the status must be active or disabled")]
+    BadStatus,
+    #[error(transparent)]
+    Db(#[from] DbErr),
+    #[error("could not end the user's sessions: {0}")]
+    Sessions(String),
+}
+
+/// Every account, oldest first.
+///
+/// # Errors
+/// A database error.
+pub async fn list(db: &DatabaseConnection) -> Result<Vec<UserInfo>, DbErr> {
+    use sea_orm::QueryOrder;
+    Ok(users::Entity::find()
+        .order_by_asc(users::Column::CreatedAt)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|u| UserInfo {
+            id: u.id,
+            username: u.username,
+            display_name: u.display_name,
+            role: u.role,
+            status: u.status,
+            is_service: u.is_service,
+            created_at: u.created_at,
+        })
+        .collect())
+}
+
+async fn other_active_admins(db: &DatabaseConnection, except: Uuid) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    users::Entity::find()
+        .filter(users::Column::Role.eq("admin"))
+        .filter(users::Column::Status.eq("active"))
+        .filter(users::Column::Id.ne(except))
+        .count(db)
+        .await
+}
+
+/// Changes a user's role; never leaves the server without an active admin.
+///
+/// # Errors
+/// An unknown user, the last admin, or a database error.
+pub async fn set_role(
+    db: &DatabaseConnection,
+    clock: &dyn Clock,
+    actor: Uuid,
+    user: Uuid,
+    role: Role,
+) -> Result<(), AdminError> {
+    let row = users::Entity::find_by_id(user).one(db).await?.ok_or(AdminError::NotFound)?;
+    if row.role == "admin" && role != Role::Admin && other_active_admins(db, user).await? == 0 {
+        return Err(AdminError::LastAdmin);
+    }
+    let before = row.role.clone();
+    let mut a: users::ActiveModel = row.into();
+    a.role = Set(role.as_str().into());
+    a.updated_at = Set(clock.now());
+    a.update(db).await?;
+    audit::record(
+        db,
+        clock,
+        audit::Event {
+            actor: Some(actor),
+            action: "user.role_changed",
+            target: Some(user.to_string()),
+            success: true,
+            detail: serde_json::json!({ "from": before, "to": role.as_str() }),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Enables or disables an account. Disabling ends its sessions at once; its API tokens are refused
+/// from then on because token checks require an active user.
+///
+/// # Errors
+/// An unknown user, a bad status, the last admin, or a storage error.
+pub async fn set_status(
+    db: &DatabaseConnection,
+    sessions: &crate::sessions::Store,
+    clock: &dyn Clock,
+    actor: Uuid,
+    user: Uuid,
+    status: &str,
+) -> Result<(), AdminError> {
+    if !matches!(status, "active" | "disabled") {
+        return Err(AdminError::BadStatus);
+    }
+    let row = users::Entity::find_by_id(user).one(db).await?.ok_or(AdminError::NotFound)?;
+    if status == "disabled" && row.role == "admin" && other_active_admins(db, user).await? == 0 {
+        return Err(AdminError::LastAdmin);
+    }
+    let mut a: users::ActiveModel = row.into();
+    a.status = Set(status.into());
+    a.updated_at = Set(clock.now());
+    a.update(db).await?;
+    if status == "disabled" {
+        sessions.end_all_for_user(user).await.map_err(|e| AdminError::Sessions(e.to_string()))?;
+    }
+    audit::record(
+        db,
+        clock,
+        audit::Event {
+            actor: Some(actor),
+            action: if status == "disabled" { "user.disabled" } else { "user.enabled" },
+            target: Some(user.to_string()),
+            success: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The newest audit events, newest first.
+///
+/// # Errors
+/// A database error.
+pub async fn audit_tail(db: &DatabaseConnection, limit: u64) -> Result<Vec<crate::entities::audit_log::Model>, DbErr> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    crate::entities::audit_log::Entity::find()
+        .order_by_desc(crate::entities::audit_log::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}

@@ -132,6 +132,42 @@ describe("first run, sign-in and the home page", () => {
     assert.match(await page.getByTestId("signed-in-as").textContent(), /Ada Admin/);
   });
 
+  test("an admin invites a viewer, who registers through the link and cannot reach admin", async () => {
+    await page.goto(`${BASE_URL}/admin`);
+    await page.locator('[data-hydrated="true"]').waitFor({ timeout: 20_000 });
+    await page.getByTestId("create-invite").click();
+    const link = (await page.getByTestId("invite-link").textContent({ timeout: 10_000 })).trim();
+    assert.match(link, /\/invite\?token=/);
+
+    const guest = await browser.newContext();
+    const g = await guest.newPage();
+    const guestErrors = watchErrors(g);
+    await addPasskeyAuthenticator(g);
+    await g.goto(link);
+    await g.locator('[data-hydrated="true"]').waitFor({ timeout: 20_000 });
+    assert.equal(await g.getByRole("heading", { level: 1 }).textContent(), "Create your account");
+    await g.getByLabel("Username").fill("vera");
+    await g.getByLabel("Display name").fill("Vera Viewer");
+    await within(20_000, "invitee registration", Promise.all([
+      g.waitForURL(`${BASE_URL}/`, { timeout: 20_000 }),
+      g.getByTestId("setup-submit").click(),
+    ]));
+    assert.match(await g.getByTestId("signed-in-as").textContent(), /Vera Viewer\s*viewer/);
+    assert.equal(await g.getByRole("link", { name: "Admin" }).count(), 0, "no Admin link for a viewer");
+
+    const resp = await g.goto(`${BASE_URL}/admin`);
+    assert.equal(resp.status(), 403);
+    await g.goto(`${BASE_URL}/`);
+    const status = await g.evaluate(() => fetch("/fn/admin/users", { method: "POST" }).then((r) => r.status));
+    assert.equal(status, 403, "admin functions refuse a viewer");
+    assert.deepEqual(guestErrors.filter((e) => !e.includes("403")), []);
+    await guest.close();
+
+    // The admin sees the new account.
+    await page.goto(`${BASE_URL}/admin`);
+    await page.getByTestId("user-vera").waitFor({ timeout: 10_000 });
+  });
+
   test("the setup link works only once", async () => {
     const other = await browser.newContext();
     const p = await other.newPage();

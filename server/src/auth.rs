@@ -15,7 +15,7 @@ use goblin_app::state::AppState;
 use goblin_core::sessions::USER_ID_KEY;
 use tower_sessions::Session;
 
-const PUBLIC_PREFIXES: &[&str] = &["/signin", "/setup", "/fn", "/api", "/health", "/pkg", "/metrics"];
+const PUBLIC_PREFIXES: &[&str] = &["/signin", "/setup", "/invite", "/fn", "/api", "/health", "/pkg", "/metrics"];
 
 fn is_public(path: &str) -> bool {
     PUBLIC_PREFIXES
@@ -25,19 +25,43 @@ fn is_public(path: &str) -> bool {
         || path.rsplit('/').next().is_some_and(|last| last.contains('.'))
 }
 
-pub async fn require_sign_in(State(_state): State<AppState>, req: Request, next: Next) -> Response {
-    if !matches!(*req.method(), Method::GET | Method::HEAD) || is_public(req.uri().path()) {
+/// Pages only admins may open.
+fn is_admin_page(path: &str) -> bool {
+    path == "/admin" || path.starts_with("/admin/")
+}
+
+pub async fn require_sign_in(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if !matches!(*req.method(), Method::GET | Method::HEAD) || is_public(path) {
         return next.run(req).await;
     }
-    let signed_in = match req.extensions().get::<Session>() {
-        Some(session) => session.get::<String>(USER_ID_KEY).await.ok().flatten().is_some(),
-        None => false,
+    let user_id = match req.extensions().get::<Session>() {
+        Some(session) => session.get::<String>(USER_ID_KEY).await.ok().flatten(),
+        None => None,
     };
-    if signed_in {
-        next.run(req).await
-    } else {
-        Redirect::to("/signin").into_response()
+    let Some(user_id) = user_id.and_then(|id| uuid::Uuid::parse_str(&id).ok()) else {
+        return Redirect::to("/signin").into_response();
+    };
+    if is_admin_page(path) {
+        use sea_orm::EntityTrait;
+        let user = goblin_core::entities::users::Entity::find_by_id(user_id).one(&state.db).await;
+        match user {
+            Ok(Some(u)) if u.role == "admin" && u.status == "active" => {}
+            Ok(_) => return forbidden(),
+            Err(e) => {
+                tracing::error!(error = %e, "could not check the role for an admin page");
+                return (StatusCode::SERVICE_UNAVAILABLE, "the database is unavailable").into_response();
+            }
+        }
     }
+    next.run(req).await
+}
+
+fn forbidden() -> Response {
+    let html = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not allowed · Goblin \
+                Assistant</title></head><body><main><h1>Not allowed</h1><p>Your role does not allow this \
+                page.</p><p><a href=\"/\">Back to home</a></p></main></body></html>";
+    (StatusCode::FORBIDDEN, axum::response::Html(html)).into_response()
 }
 
 /// The ceremony endpoints a stranger can call: limited per client address.
@@ -81,7 +105,7 @@ mod tests {
 
     #[test]
     fn public_and_protected_paths() {
-        for p in ["/signin", "/setup", "/fn/auth/me", "/api/me", "/health", "/health/db", "/pkg/goblin.js", "/favicon.svg"] {
+        for p in ["/signin", "/setup", "/invite", "/fn/auth/me", "/api/me", "/health", "/health/db", "/pkg/goblin.js", "/favicon.svg"] {
             assert!(is_public(p), "{p}");
         }
         for p in ["/", "/tasks", "/admin/users", "/signinx", "/setupx/y"] {

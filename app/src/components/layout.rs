@@ -38,6 +38,9 @@ pub fn Layout(children: Children) -> impl IntoView {
                                 .map(|u| {
                                     view! {
                                         <div class="order-last flex items-center gap-3 text-sm">
+                                            {(u.role == "admin").then(|| view! {
+                                                <a href="/admin" class="rounded px-3 py-1.5 font-medium text-slate-200 hover:bg-slate-700">"Admin"</a>
+                                            })}
                                             <span data-testid="signed-in-as" title=u.username.clone()>
                                                 {u.display_name.clone()}
                                                 <span class="ml-1 rounded bg-slate-700 px-1.5 py-0.5 text-xs">{u.role.clone()}</span>

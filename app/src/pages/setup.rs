@@ -1,11 +1,16 @@
-//! First run: the one-time setup link lets the first person register a passkey and become admin.
+//! One-time links: the first-run setup link lets the first person register a passkey and become
+//! admin; an admin's invite link lets one person register with the invite's role.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 #[component]
-pub fn SetupPage() -> impl IntoView {
+pub fn SetupPage(
+    /// An invite link rather than the first-run setup link.
+    #[prop(optional)]
+    invite: bool,
+) -> impl IntoView {
     let query = use_query_map();
     let token = move || query.with(|q| q.get("token").unwrap_or_default());
     let username = RwSignal::new(String::new());
@@ -50,11 +55,17 @@ pub fn SetupPage() -> impl IntoView {
 
     let field = "w-full rounded border border-slate-400 px-3 py-2";
     view! {
-        <Title text="Set up" />
+        <Title text=if invite { "Accept invite" } else { "Set up" } />
         <section aria-labelledby="setup-heading" class="mx-auto max-w-md space-y-6 py-8">
-            <h1 id="setup-heading" class="text-2xl font-bold">"Create the first admin"</h1>
+            <h1 id="setup-heading" class="text-2xl font-bold">
+                {if invite { "Create your account" } else { "Create the first admin" }}
+            </h1>
             <p class="text-slate-700">
-                "This one-time link makes you the administrator of this Goblin Assistant. You sign in with a passkey: there is no password."
+                {if invite {
+                    "You were invited to this Goblin Assistant. You sign in with a passkey: there is no password."
+                } else {
+                    "This one-time link makes you the administrator of this Goblin Assistant. You sign in with a passkey: there is no password."
+                }}
             </p>
             <noscript>
                 <p class="rounded border border-amber-300 bg-amber-50 p-3 text-amber-900">

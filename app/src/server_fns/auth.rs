@@ -77,6 +77,15 @@ pub(crate) mod ssr {
         }
     }
 
+    /// The signed-in admin, [`AppError::Unauthorized`] (401) or [`AppError::Forbidden`] (403).
+    pub async fn require_admin() -> Result<(AppState, users::Model), AppError> {
+        let (state, _, user) = require_user().await?;
+        if user.role != "admin" {
+            return Err(AppError::Forbidden.respond());
+        }
+        Ok((state, user))
+    }
+
     pub fn map_auth(e: AuthError) -> AppError {
         match e {
             AuthError::Db(e) => AppError::internal(e),

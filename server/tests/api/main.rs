@@ -3,6 +3,7 @@
 //! must run under CI=true).
 
 mod account;
+mod admin;
 mod cli;
 mod health;
 mod helpers;
