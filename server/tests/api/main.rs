@@ -4,6 +4,7 @@
 
 mod account;
 mod admin;
+mod ceremonies;
 mod cli;
 mod health;
 mod helpers;
