@@ -12,7 +12,12 @@ async fn sessions_and_ceremonies_are_shared_between_instances() {
     let url = db.url.clone();
     // Both instances share one database and one Redis; the second gets its own (unused) data dir.
     let second_db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let env = [("REDIS_URL", redis.as_str()), ("GOBLIN_ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")];
+    // Rate-limit counters live in the shared Redis too; keep them out of the way of parallel tests.
+    let env = [
+        ("REDIS_URL", redis.as_str()),
+        ("GOBLIN_ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+        ("GOBLIN_AUTH_RATE_LIMIT_PER_IP", "100000"),
+    ];
     let a = spawn_app_on(db, &env).await;
     let mut env_b = env.to_vec();
     env_b.push(("DATABASE_URL", url.as_str()));
@@ -86,4 +91,88 @@ async fn a_configured_redis_that_is_down_gives_503_for_sign_in() {
     assert!(resp.text().await.unwrap().contains("unavailable"));
     assert_eq!(app.get("/health").await.status(), 503);
     app.stop().await;
+}
+
+/// The full ceremonies across instances, as behind a load balancer: both serve one public URL, a
+/// registration started on A finishes on B, a sign-in started on B finishes on A, and the sessions
+/// each makes are honoured by the other.
+#[tokio::test]
+async fn passkey_ceremonies_cross_instances_end_to_end() {
+    use webauthn_authenticator_rs::{WebauthnAuthenticator, softpasskey::SoftPasskey};
+    let Some(redis) = redis_url() else { return };
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let url = db.url.clone();
+    let public = "http://localhost:9317";
+    let env = [("REDIS_URL", redis.as_str()), ("GOBLIN_PUBLIC_URL", public), ("GOBLIN_AUTH_RATE_LIMIT_PER_IP", "100000")];
+    let a = spawn_app_on(db, &env).await;
+    let setup_link = a.setup_url.clone().expect("a fresh database offers a setup link");
+    let token = setup_link.query_pairs().find(|(k, _)| k == "token").unwrap().1.to_string();
+    let mut env_b = env.to_vec();
+    env_b.push(("DATABASE_URL", url.as_str()));
+    let b = spawn_app_on(TestDb::new(Backend::Sqlite).await.unwrap(), &env_b).await;
+    let origin = url::Url::parse(public).unwrap();
+    let mut key = SoftPasskey::new(true);
+
+    // Registration: start on A, finish on B.
+    let started: (String, webauthn_rs_proto::CreationChallengeResponse) = a
+        .post("/fn/auth/setup-start")
+        .json(&json!({"token": token, "username": "ada", "display_name": "Ada"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut options = started.1;
+    if let Some(sel) = options.public_key.authenticator_selection.as_mut() {
+        // The software authenticator keeps no discoverable credentials.
+        sel.require_resident_key = false;
+        sel.resident_key = Some(webauthn_rs_proto::ResidentKeyRequirement::Discouraged);
+    }
+    let credential = key.do_registration(origin.clone(), options).unwrap();
+    let resp = b
+        .post("/fn/auth/setup-finish")
+        .json(&json!({"ceremony": started.0, "credential": credential, "passkey_name": "soft"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}: {}", resp.status(), resp.text().await.unwrap());
+    let me: Value = b.post("/fn/auth/me").send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["username"], "ada");
+    assert_eq!(me["role"], "admin");
+
+    // Sign-in: start on B, finish on A; A's session then works on B too.
+    let started: (String, webauthn_rs_proto::RequestChallengeResponse) = b
+        .post("/fn/auth/signin-start")
+        .json(&json!({"username": "ada"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let assertion = key.do_authentication(origin, started.1).unwrap();
+    let resp = a
+        .post("/fn/auth/signin-finish")
+        .json(&json!({"ceremony": started.0, "credential": assertion}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let cookie = reqwest::cookie::CookieStore::cookies(a.jar.as_ref(), &a.address.parse().unwrap()).unwrap();
+    let me: Value = b
+        .client
+        .post(b.url("/fn/auth/me"))
+        .header("origin", &b.origin)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["username"], "ada", "A's session is valid on B");
+
+    b.stop().await;
+    a.stop().await;
 }
