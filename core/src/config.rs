@@ -111,6 +111,10 @@ pub struct AuthConfig {
     pub rate_limit_per_ip: u32,
     /// Attempts per username (default 10).
     pub rate_limit_per_user: u32,
+    /// A browser session ends after this many minutes without a request (default 720).
+    pub session_idle_minutes: u32,
+    /// ... and this many hours after sign-in however active it is (default 168).
+    pub session_absolute_hours: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -184,6 +188,8 @@ const KEYS: &[KeySpec] = &[
     KeySpec { key: "encryption_key", env: &["GOBLIN_ENCRYPTION_KEY"] },
     KeySpec { key: "auth.rate_limit_per_ip", env: &["GOBLIN_AUTH_RATE_LIMIT_PER_IP"] },
     KeySpec { key: "auth.rate_limit_per_user", env: &["GOBLIN_AUTH_RATE_LIMIT_PER_USER"] },
+    KeySpec { key: "auth.session_idle_minutes", env: &["GOBLIN_SESSION_IDLE_MINUTES"] },
+    KeySpec { key: "auth.session_absolute_hours", env: &["GOBLIN_SESSION_ABSOLUTE_HOURS"] },
     KeySpec { key: "log.format", env: &["GOBLIN_LOG_FORMAT"] },
     KeySpec { key: "log.filter", env: &["GOBLIN_LOG", "RUST_LOG"] },
 ];
@@ -416,6 +422,8 @@ impl Config {
         let auth = AuthConfig {
             rate_limit_per_ip: r.u32("auth.rate_limit_per_ip", 1, 1_000_000)?.unwrap_or(30),
             rate_limit_per_user: r.u32("auth.rate_limit_per_user", 1, 1_000_000)?.unwrap_or(10),
+            session_idle_minutes: r.u32("auth.session_idle_minutes", 5, 525_600)?.unwrap_or(720),
+            session_absolute_hours: r.u32("auth.session_absolute_hours", 1, 8_760)?.unwrap_or(168),
         };
 
         let log = LogConfig {

@@ -23,6 +23,11 @@ pub const USER_ID_KEY: &str = "goblin.user_id";
 /// The session key holding the sign-in time (Unix seconds), for the absolute lifetime.
 pub const SIGNED_IN_AT_KEY: &str = "goblin.signed_in_at";
 
+/// Whether a session signed in at `signed_in_at` (Unix seconds) is still within its absolute lifetime.
+pub fn within_absolute_lifetime(signed_in_at: i64, now: DateTime<Utc>, absolute_hours: u32) -> bool {
+    now.timestamp() - signed_in_at <= i64::from(absolute_hours) * 3600
+}
+
 fn user_of(record: &Record) -> Option<Uuid> {
     record.data.get(USER_ID_KEY).and_then(|v| v.as_str()).and_then(|s| Uuid::parse_str(s).ok())
 }

@@ -12,7 +12,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use goblin_app::state::AppState;
-use goblin_core::sessions::USER_ID_KEY;
+use goblin_core::sessions::{SIGNED_IN_AT_KEY, USER_ID_KEY, within_absolute_lifetime};
 use tower_sessions::Session;
 
 const PUBLIC_PREFIXES: &[&str] = &["/signin", "/setup", "/invite", "/fn", "/api", "/health", "/pkg", "/metrics"];
@@ -36,7 +36,15 @@ pub async fn require_sign_in(State(state): State<AppState>, req: Request, next: 
         return next.run(req).await;
     }
     let user_id = match req.extensions().get::<Session>() {
-        Some(session) => session.get::<String>(USER_ID_KEY).await.ok().flatten(),
+        Some(session) => {
+            let signed_in_at = session.get::<i64>(SIGNED_IN_AT_KEY).await.ok().flatten().unwrap_or(0);
+            let limit = state.config.auth.session_absolute_hours;
+            if within_absolute_lifetime(signed_in_at, state.clock.now(), limit) {
+                session.get::<String>(USER_ID_KEY).await.ok().flatten()
+            } else {
+                None
+            }
+        }
         None => None,
     };
     let Some(user_id) = user_id.and_then(|id| uuid::Uuid::parse_str(&id).ok()) else {

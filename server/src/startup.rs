@@ -42,8 +42,6 @@ pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Cookie name of the browser session.
 pub const SESSION_COOKIE: &str = "goblin_session";
-/// A session ends after this long without a request.
-pub const SESSION_IDLE_HOURS: i64 = 12;
 
 pub struct Application {
     listener: TcpListener,
@@ -151,7 +149,9 @@ impl Application {
             .with_same_site(SameSite::Lax)
             .with_secure(secure)
             .with_path("/")
-            .with_expiry(Expiry::OnInactivity(time::Duration::hours(SESSION_IDLE_HOURS)));
+            .with_expiry(Expiry::OnInactivity(time::Duration::minutes(i64::from(
+                state.config.auth.session_idle_minutes,
+            ))));
         let router = router(state.clone()).layer(session_layer);
         Ok(Self { listener, router, public_url, state, setup_url })
     }

@@ -33,8 +33,6 @@ pub(crate) mod ssr {
 
     use crate::{error::AppError, state::AppState};
 
-    /// A session ends this long after sign-in however active it is.
-    pub const ABSOLUTE_LIFETIME_S: i64 = 7 * 24 * 3600;
 
     pub fn state() -> Result<AppState, AppError> {
         use_context::<AppState>().ok_or_else(|| AppError::internal("AppState missing from context"))
@@ -50,7 +48,8 @@ pub(crate) mod ssr {
             return Ok(None);
         };
         let signed_in_at = session.get::<i64>(SIGNED_IN_AT_KEY).await.map_err(AppError::internal)?.unwrap_or(0);
-        if state.clock.now().timestamp() - signed_in_at > ABSOLUTE_LIFETIME_S {
+        let limit = state.config.auth.session_absolute_hours;
+        if !goblin_core::sessions::within_absolute_lifetime(signed_in_at, state.clock.now(), limit) {
             session.flush().await.map_err(AppError::internal)?;
             return Ok(None);
         }
@@ -84,6 +83,12 @@ pub(crate) mod ssr {
             return Err(AppError::Forbidden.respond());
         }
         Ok((state, user))
+    }
+
+    /// The client's address, for the audit log.
+    pub async fn client_ip() -> Option<String> {
+        use axum::extract::ConnectInfo;
+        leptos_axum::extract::<ConnectInfo<std::net::SocketAddr>>().await.ok().map(|c| c.0.ip().to_string())
     }
 
     pub fn map_auth(e: AuthError) -> AppError {
@@ -139,7 +144,12 @@ pub async fn setup_finish(
 ) -> Result<(), AppError> {
     let state = ssr::state()?;
     let session = ssr::session().await?;
-    let user = state.passkeys.setup_finish(&ceremony, &credential, &passkey_name, None).await.map_err(ssr::map_auth)?;
+    let ip = ssr::client_ip().await;
+    let user = state
+        .passkeys
+        .setup_finish(&ceremony, &credential, &passkey_name, ip.as_deref())
+        .await
+        .map_err(ssr::map_auth)?;
     ssr::sign_in(&state, &session, &user).await
 }
 
@@ -171,7 +181,8 @@ pub async fn signin_start(username: Option<String>) -> Result<(String, RequestCh
 pub async fn signin_finish(ceremony: String, credential: PublicKeyCredential) -> Result<(), AppError> {
     let state = ssr::state()?;
     let session = ssr::session().await?;
-    let user = state.passkeys.signin_finish(&ceremony, &credential, None).await.map_err(ssr::map_auth)?;
+    let ip = ssr::client_ip().await;
+    let user = state.passkeys.signin_finish(&ceremony, &credential, ip.as_deref()).await.map_err(ssr::map_auth)?;
     ssr::sign_in(&state, &session, &user).await
 }
 

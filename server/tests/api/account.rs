@@ -135,3 +135,26 @@ async fn account_functions_need_a_signed_in_person() {
     assert_eq!(resp.status(), 401);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_session_ends_at_its_absolute_lifetime_however_active() {
+    let app = spawn_app(Backend::Sqlite, &[("GOBLIN_SESSION_ABSOLUTE_HOURS", "2")]).await.unwrap();
+    let user = app.sign_in_as_other("old-timer").await;
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let fresh = app.new_session_signed_in_at(user, chrono::Utc::now() - chrono::Duration::minutes(90)).await;
+    assert_eq!(plain.get(app.url("/")).header("cookie", &fresh).send().await.unwrap().status(), 200);
+    let stale = app.new_session_signed_in_at(user, chrono::Utc::now() - chrono::Duration::minutes(121)).await;
+    assert_eq!(plain.get(app.url("/")).header("cookie", &stale).send().await.unwrap().status(), 303);
+    let me: Value = plain
+        .post(app.url("/fn/auth/me"))
+        .header("origin", &app.origin)
+        .header("cookie", &stale)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(me.is_null());
+    app.stop().await;
+}

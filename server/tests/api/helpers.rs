@@ -184,13 +184,18 @@ impl TestApp {
 
     /// A new signed-in session for `user`, as a `name=value` cookie (not added to this client).
     pub async fn new_session(&self, user: uuid::Uuid) -> String {
+        self.new_session_signed_in_at(user, chrono::Utc::now()).await
+    }
+
+    /// A session for `user` that signed in at `at`.
+    pub async fn new_session_signed_in_at(&self, user: uuid::Uuid, at: chrono::DateTime<chrono::Utc>) -> String {
         use goblin_core::sessions;
         use tower_sessions::{SessionStore, session::{Id, Record}};
         let mut record = Record {
             id: Id::default(),
             data: [
                 (sessions::USER_ID_KEY.to_string(), serde_json::json!(user.to_string())),
-                (sessions::SIGNED_IN_AT_KEY.to_string(), serde_json::json!(chrono::Utc::now().timestamp())),
+                (sessions::SIGNED_IN_AT_KEY.to_string(), serde_json::json!(at.timestamp())),
             ]
             .into_iter()
             .collect(),

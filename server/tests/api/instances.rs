@@ -172,6 +172,15 @@ async fn passkey_ceremonies_cross_instances_end_to_end() {
         .await
         .unwrap();
     assert_eq!(me["username"], "ada", "A's session is valid on B");
+    // The audit log records where the sign-in came from.
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let ok = goblin_core::entities::audit_log::Entity::find()
+        .filter(goblin_core::entities::audit_log::Column::Action.eq("signin.succeeded"))
+        .one(&a.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ok.ip.as_deref(), Some("127.0.0.1"));
 
     b.stop().await;
     a.stop().await;
