@@ -219,8 +219,12 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_sign_in))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::limit_sign_in_attempts))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::csrf::require_same_origin))
-        .with_state(state)
+        .with_state(state.clone())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::fn_errors::audit_unreadable_ceremony_requests,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &HttpRequest<Body>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");

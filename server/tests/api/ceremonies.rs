@@ -218,5 +218,9 @@ async fn malformed_and_oversize_ceremony_requests_are_client_errors() {
     let resp = app.post("/fn/auth/signin-finish").header("content-type", "application/json").body(big).send().await.unwrap();
     assert_eq!(resp.status(), 413);
     assert_eq!(app.get("/health").await.status(), 200, "still serving");
+    // Each was audited with its reason.
+    let reasons = failures(&app.state.db).await;
+    assert_eq!(reasons.iter().filter(|r| *r == "malformed request").count(), 4, "{reasons:?}");
+    assert_eq!(reasons.iter().filter(|r| *r == "request body over the size limit").count(), 1);
     app.stop().await;
 }
