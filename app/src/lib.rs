@@ -20,7 +20,10 @@ use leptos_router::{
 
 use crate::{
     components::layout::Layout,
-    pages::{account::AccountPage, admin::AdminPage, home::HomePage, not_found::NotFound, setup::SetupPage, signin::SignInPage},
+    pages::{
+        account::AccountPage, admin::AdminPage, home::HomePage, not_found::NotFound, setup::SetupPage,
+        signin::SignInPage,
+    },
 };
 
 /// The HTML document around the app, rendered on the server.

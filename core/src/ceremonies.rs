@@ -60,7 +60,8 @@ impl CeremonyStore {
                 map.insert(id.clone(), (now + ttl(), state));
             }
             Backend::Redis(redis) => {
-                let mut conn = redis.connection().await.map_err(|e| CeremonyError::Unavailable(e.to_string()))?;
+                let mut conn =
+                    redis.connection().await.map_err(|e| CeremonyError::Unavailable(e.to_string()))?;
                 let _: () = redis::cmd("SET")
                     .arg(key(&id))
                     .arg(state)
@@ -86,7 +87,8 @@ impl CeremonyStore {
                 Ok(map.lock().await.remove(id).filter(|(expires, _)| *expires > now).map(|(_, s)| s))
             }
             Backend::Redis(redis) => {
-                let mut conn = redis.connection().await.map_err(|e| CeremonyError::Unavailable(e.to_string()))?;
+                let mut conn =
+                    redis.connection().await.map_err(|e| CeremonyError::Unavailable(e.to_string()))?;
                 redis::cmd("GETDEL")
                     .arg(key(id))
                     .query_async::<Option<String>>(&mut conn)

@@ -272,10 +272,8 @@ impl Config {
         }
 
         for spec in KEYS {
-            if let Some((name, value)) = spec
-                .env
-                .iter()
-                .find_map(|name| sources.env.get(*name).map(|v| (*name, v)))
+            if let Some((name, value)) =
+                spec.env.iter().find_map(|name| sources.env.get(*name).map(|v| (*name, v)))
             {
                 raw.insert(spec.key, Raw::Env { name: name.to_string(), value: value.clone() });
             }
@@ -323,10 +321,8 @@ impl Config {
             None => default_public_url(listen),
         };
 
-        let data_dir = r
-            .string("data_dir")?
-            .map(|(v, _)| PathBuf::from(v))
-            .unwrap_or_else(|| PathBuf::from("data"));
+        let data_dir =
+            r.string("data_dir")?.map(|(v, _)| PathBuf::from(v)).unwrap_or_else(|| PathBuf::from("data"));
 
         let env = match r.string("env")? {
             None => RunEnv::Development,
@@ -358,12 +354,18 @@ impl Config {
         let defaults = PoolConfig::defaults_for(backend);
         let pool = PoolConfig {
             min_connections: 0,
-            max_connections: r.u32("database.max_connections", 1, 10_000)?.unwrap_or(defaults.max_connections),
+            max_connections: r
+                .u32("database.max_connections", 1, 10_000)?
+                .unwrap_or(defaults.max_connections),
             acquire_timeout: r.secs("database.acquire_timeout_s", 1)?.unwrap_or(defaults.acquire_timeout),
             max_lifetime: r.secs("database.max_lifetime_s", 1)?.unwrap_or(defaults.max_lifetime),
             idle_timeout: r.secs("database.idle_timeout_s", 1)?.unwrap_or(defaults.idle_timeout),
-            test_before_acquire: r.bool("database.test_before_acquire")?.unwrap_or(defaults.test_before_acquire),
-            statement_timeout: r.secs("database.statement_timeout_s", 1)?.unwrap_or(defaults.statement_timeout),
+            test_before_acquire: r
+                .bool("database.test_before_acquire")?
+                .unwrap_or(defaults.test_before_acquire),
+            statement_timeout: r
+                .secs("database.statement_timeout_s", 1)?
+                .unwrap_or(defaults.statement_timeout),
         };
         let mut pool = pool;
         // An explicit minimum above the maximum is a mistake; the default minimum simply yields.
@@ -404,9 +406,13 @@ impl Config {
         };
 
         let encryption_key = match r.string("encryption_key")? {
-            Some((v, origin)) => Some(Secret::new(crate::crypto::decode_key(&v).map_err(|problem| {
-                ConfigError { key: "encryption_key".into(), origin, problem }
-            })?)),
+            Some((v, origin)) => {
+                Some(Secret::new(crate::crypto::decode_key(&v).map_err(|problem| ConfigError {
+                    key: "encryption_key".into(),
+                    origin,
+                    problem,
+                })?))
+            }
             None if env == RunEnv::Production => {
                 return Err(ConfigError {
                     key: "encryption_key".into(),
@@ -492,9 +498,8 @@ fn default_public_url(listen: SocketAddr) -> Url {
         }
     };
     // The string is built from parts that always form a valid URL.
-    Url::parse(&format!("http://{host}:{}", listen.port())).unwrap_or_else(|_| {
-        Url::parse("http://localhost:3000").expect("static URL parses")
-    })
+    Url::parse(&format!("http://{host}:{}", listen.port()))
+        .unwrap_or_else(|_| Url::parse("http://localhost:3000").expect("static URL parses"))
 }
 
 /// The default database: a SQLite file inside the data directory, created when missing.
@@ -521,9 +526,7 @@ fn parse_database_url(v: &str) -> Result<Backend, String> {
             }
             Ok(Backend::Postgres)
         }
-        other => Err(format!(
-            "unknown database backend '{other}'; use sqlite:// or postgres://"
-        )),
+        other => Err(format!("unknown database backend '{other}'; use sqlite:// or postgres://")),
     }
 }
 
@@ -556,9 +559,9 @@ impl Reader<'_> {
     fn u32(&self, key: &str, min: u32, max: u32) -> Result<Option<u32>, ConfigError> {
         let n: i64 = match self.raw.get(key) {
             None => return Ok(None),
-            Some(Raw::Env { value, .. }) => value.trim().parse().map_err(|_| {
-                self.err(key, format!("'{value}' is not a whole number"))
-            })?,
+            Some(Raw::Env { value, .. }) => {
+                value.trim().parse().map_err(|_| self.err(key, format!("'{value}' is not a whole number")))?
+            }
             Some(Raw::File(toml::Value::Integer(i))) => *i,
             Some(Raw::File(other)) => {
                 return Err(self.err(key, format!("expected a whole number, found {}", other.type_str())));
@@ -591,11 +594,7 @@ impl Reader<'_> {
 }
 
 /// Flattens `goblin.toml` into dotted keys, refusing unknown ones.
-fn read_file(
-    path: &Path,
-    text: &str,
-    raw: &mut BTreeMap<&'static str, Raw>,
-) -> Result<(), ConfigError> {
+fn read_file(path: &Path, text: &str, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), ConfigError> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         let line = e
             .span()
@@ -645,10 +644,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Sources {
-        Sources {
-            file: None,
-            env: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
+        Sources { file: None, env: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
     }
 
     fn with_file(text: &str, pairs: &[(&str, &str)]) -> (tempfile::TempDir, Sources) {
@@ -722,13 +718,19 @@ mod tests {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("DATABASE_URL", "not a url")], "database.url (from DATABASE_URL): not a valid URL"),
             (&[("DATABASE_URL", "mysql://root@localhost/x")], "unknown database backend 'mysql'"),
-            (&[("GOBLIN_DB_MAX_CONNECTIONS", "lots")], "database.max_connections (from GOBLIN_DB_MAX_CONNECTIONS): 'lots' is not a whole number"),
+            (
+                &[("GOBLIN_DB_MAX_CONNECTIONS", "lots")],
+                "database.max_connections (from GOBLIN_DB_MAX_CONNECTIONS): 'lots' is not a whole number",
+            ),
             (&[("GOBLIN_DB_MAX_CONNECTIONS", "0")], "0 is out of range"),
             (&[("GOBLIN_LISTEN", "localhost")], "listen (from GOBLIN_LISTEN)"),
             (&[("GOBLIN_ENV", "staging")], "'staging' is not one of development, production"),
             (&[("REDIS_URL", "http://x")], "redis_url (from REDIS_URL): scheme 'http'"),
             (&[("GOBLIN_DB_TEST_BEFORE_ACQUIRE", "maybe")], "'maybe' is not true or false"),
-            (&[("GOBLIN_DB_MIN_CONNECTIONS", "9"), ("GOBLIN_DB_MAX_CONNECTIONS", "3")], "is more than database.max_connections"),
+            (
+                &[("GOBLIN_DB_MIN_CONNECTIONS", "9"), ("GOBLIN_DB_MAX_CONNECTIONS", "3")],
+                "is more than database.max_connections",
+            ),
         ];
         for (pairs, expected) in cases {
             let e = Config::load(&env(pairs)).unwrap_err().to_string();
@@ -749,7 +751,10 @@ mod tests {
 
         let (_d, s) = with_file("[database]\nmax_connections = \"ten\"\n", &[]);
         let e = Config::load(&s).unwrap_err().to_string();
-        assert!(e.contains("database.max_connections") && e.contains("expected a whole number, found string"), "{e}");
+        assert!(
+            e.contains("database.max_connections") && e.contains("expected a whole number, found string"),
+            "{e}"
+        );
 
         let (_d, s) = with_file("listen = [\n", &[]);
         let e = Config::load(&s).unwrap_err().to_string();
@@ -781,7 +786,10 @@ mod tests {
         assert!(!e.to_string().contains("c2hvcnQ"), "the value itself is not repeated: {e}");
         let e = Config::load(&env(&[("GOBLIN_ENV", "production")])).unwrap_err();
         assert!(e.to_string().contains("required when env = production"), "{e}");
-        assert!(format!("{:?}", Config::load(&env(&[("GOBLIN_ENCRYPTION_KEY", key)])).unwrap()).contains("[redacted]"));
+        assert!(
+            format!("{:?}", Config::load(&env(&[("GOBLIN_ENCRYPTION_KEY", key)])).unwrap())
+                .contains("[redacted]")
+        );
     }
 
     #[test]

@@ -112,7 +112,8 @@ impl Keyring {
     /// [`CryptoError::MissingKey`] when this ring lacks that key; [`CryptoError::Tampered`] when the
     /// bytes or the label do not match.
     pub fn open(&self, label: &str, sealed: &Sealed) -> Result<Secret<Vec<u8>>, CryptoError> {
-        let cipher = self.cipher(&sealed.key_id).ok_or_else(|| CryptoError::MissingKey(sealed.key_id.clone()))?;
+        let cipher =
+            self.cipher(&sealed.key_id).ok_or_else(|| CryptoError::MissingKey(sealed.key_id.clone()))?;
         if sealed.bytes.len() < NONCE_LEN + 16 {
             return Err(CryptoError::Tampered);
         }

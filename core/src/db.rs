@@ -20,11 +20,11 @@ use crate::config::{Backend, DatabaseConfig};
 #[tracing::instrument(skip_all, fields(backend = cfg.backend.as_str()))]
 pub async fn connect(cfg: &DatabaseConfig) -> anyhow::Result<DatabaseConnection> {
     let url = cfg.url.expose();
-    if cfg.backend == Backend::Sqlite {
-        if let Some(dir) = sqlite_parent_dir(url) {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("Failed to create the database directory {}", dir.display()))?;
-        }
+    if cfg.backend == Backend::Sqlite
+        && let Some(dir) = sqlite_parent_dir(url)
+    {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("Failed to create the database directory {}", dir.display()))?;
     }
     let p = &cfg.pool;
     let mut opts = ConnectOptions::new(url.clone());

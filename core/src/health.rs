@@ -94,10 +94,7 @@ impl HealthService {
                 c.detail = Some(format!("{backend}: {}", describe_db_error(&e)));
             }
             Err(_) => {
-                c.detail = Some(format!(
-                    "{backend}: no answer within {} s",
-                    DB_CHECK_TIMEOUT.as_secs()
-                ));
+                c.detail = Some(format!("{backend}: no answer within {} s", DB_CHECK_TIMEOUT.as_secs()));
             }
         }
         c

@@ -42,7 +42,9 @@ pub fn setup_link_ttl() -> Duration {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("this link is invalid, expired or already used; ask an admin for a new one (first run: `goblin admin setup-link`)")]
+    #[error(
+        "this link is invalid, expired or already used; ask an admin for a new one (first run: `goblin admin setup-link`)"
+    )]
     BadSetupLink,
     #[error("the username '{0}' is taken")]
     UsernameTaken(String),
@@ -101,9 +103,17 @@ enum Ceremony {
         #[serde(default = "setup_kind")]
         kind: String,
     },
-    Add { reg: PasskeyRegistration, user_id: Uuid },
-    Discoverable { auth: DiscoverableAuthentication },
-    Named { auth: PasskeyAuthentication, user_id: Uuid },
+    Add {
+        reg: PasskeyRegistration,
+        user_id: Uuid,
+    },
+    Discoverable {
+        auth: DiscoverableAuthentication,
+    },
+    Named {
+        auth: PasskeyAuthentication,
+        user_id: Uuid,
+    },
 }
 
 fn admin_role() -> String {
@@ -145,7 +155,8 @@ impl PasskeyService {
         ceremonies: Arc<CeremonyStore>,
         clock: SharedClock,
     ) -> Result<Self, AuthError> {
-        let rp_id = public_url.host_str().ok_or_else(|| AuthError::Config("the public URL has no host".into()))?;
+        let rp_id =
+            public_url.host_str().ok_or_else(|| AuthError::Config("the public URL has no host".into()))?;
         let webauthn = WebauthnBuilder::new(rp_id, public_url)
             .and_then(|b| b.rp_name("Goblin Assistant").build())
             .map_err(|e| AuthError::Config(e.to_string()))?;
@@ -246,7 +257,10 @@ impl PasskeyService {
             role: invite.role,
             kind: invite.kind,
         };
-        let id = self.ceremonies.put(serde_json::to_string(&state).map_err(|e| AuthError::Config(e.to_string()))?).await?;
+        let id = self
+            .ceremonies
+            .put(serde_json::to_string(&state).map_err(|e| AuthError::Config(e.to_string()))?)
+            .await?;
         Ok((id, ccr))
     }
 
@@ -423,7 +437,10 @@ impl PasskeyService {
     ///
     /// # Errors
     /// No passkeys for that username, or an unavailable ceremony store.
-    pub async fn signin_start(&self, username: Option<&str>) -> Result<(String, RequestChallengeResponse), AuthError> {
+    pub async fn signin_start(
+        &self,
+        username: Option<&str>,
+    ) -> Result<(String, RequestChallengeResponse), AuthError> {
         let (state, rcr) = match username.map(str::trim).filter(|u| !u.is_empty()) {
             None => {
                 let (rcr, auth) = self
@@ -455,7 +472,10 @@ impl PasskeyService {
                 (Ceremony::Named { auth, user_id: user.id }, rcr)
             }
         };
-        let id = self.ceremonies.put(serde_json::to_string(&state).map_err(|e| AuthError::Config(e.to_string()))?).await?;
+        let id = self
+            .ceremonies
+            .put(serde_json::to_string(&state).map_err(|e| AuthError::Config(e.to_string()))?)
+            .await?;
         Ok((id, rcr))
     }
 
@@ -531,7 +551,10 @@ impl PasskeyService {
         if counter != 0 && counter <= row.sign_count {
             return Err(AuthError::CounterRegression);
         }
-        let user = users::Entity::find_by_id(row.user_id).one(&self.db).await?.ok_or(AuthError::UnknownCredential)?;
+        let user = users::Entity::find_by_id(row.user_id)
+            .one(&self.db)
+            .await?
+            .ok_or(AuthError::UnknownCredential)?;
         if user.status != "active" {
             return Err(AuthError::Disabled);
         }
@@ -637,7 +660,10 @@ impl PasskeyService {
     ///
     /// # Errors
     /// An unavailable ceremony store or a database error.
-    pub async fn add_start(&self, user: &users::Model) -> Result<(String, CreationChallengeResponse), AuthError> {
+    pub async fn add_start(
+        &self,
+        user: &users::Model,
+    ) -> Result<(String, CreationChallengeResponse), AuthError> {
         let existing: Vec<CredentialID> = passkeys::Entity::find()
             .filter(passkeys::Column::UserId.eq(user.id))
             .all(&self.db)
@@ -657,7 +683,10 @@ impl PasskeyService {
             user_verification: UserVerificationPolicy::Required,
         });
         let state = Ceremony::Add { reg, user_id: user.id };
-        let id = self.ceremonies.put(serde_json::to_string(&state).map_err(|e| AuthError::Config(e.to_string()))?).await?;
+        let id = self
+            .ceremonies
+            .put(serde_json::to_string(&state).map_err(|e| AuthError::Config(e.to_string()))?)
+            .await?;
         Ok((id, ccr))
     }
 

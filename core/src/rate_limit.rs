@@ -11,7 +11,9 @@ use crate::{clock::SharedClock, redis_store::RedisHandle};
 pub enum Decision {
     Allowed,
     /// Refused; the window ends in this many seconds.
-    Limited { retry_after_s: u64 },
+    Limited {
+        retry_after_s: u64,
+    },
 }
 
 enum Backend {

@@ -23,6 +23,14 @@ pub const USER_ID_KEY: &str = "goblin.user_id";
 /// The session key holding the sign-in time (Unix seconds), for the absolute lifetime.
 pub const SIGNED_IN_AT_KEY: &str = "goblin.signed_in_at";
 
+/// Slides a signed-in session's idle expiry forward; called on each authenticated request (not on
+/// health checks or static files, so those never write to the store).
+pub fn touch(session: &tower_sessions::Session, idle_minutes: u32) {
+    session.set_expiry(Some(tower_sessions::Expiry::OnInactivity(
+        tower_sessions::cookie::time::Duration::minutes(i64::from(idle_minutes)),
+    )));
+}
+
 /// Whether a session signed in at `signed_in_at` (Unix seconds) is still within its absolute lifetime.
 pub fn within_absolute_lifetime(signed_in_at: i64, now: DateTime<Utc>, absolute_hours: u32) -> bool {
     now.timestamp() - signed_in_at <= i64::from(absolute_hours) * 3600
@@ -96,18 +104,19 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        sessions::Entity::insert(Self::row(record)?)
-            .on_conflict(
-                OnConflict::column(sessions::Column::Id)
-                    .update_columns([
-                        sessions::Column::Data,
-                        sessions::Column::ExpiresAt,
-                        sessions::Column::UserId,
-                        sessions::Column::UpdatedAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.db)
+        // Only an existing session is saved: a request still in flight when its session was ended
+        // must not bring it back. New sessions come through `create`.
+        let row = Self::row(record)?;
+        sessions::Entity::update_many()
+            .set(sessions::ActiveModel {
+                data: row.data,
+                expires_at: row.expires_at,
+                user_id: row.user_id,
+                updated_at: row.updated_at,
+                ..Default::default()
+            })
+            .filter(sessions::Column::Id.eq(record.id.to_string()))
+            .exec(&self.db)
             .await
             .map_err(backend)?;
         Ok(())
@@ -155,20 +164,20 @@ impl RedisSessionStore {
         Self { redis }
     }
 
+    /// `only_if_new`: create (SET NX); otherwise update an existing session only (SET XX), so an ended
+    /// session is never brought back by a request that was in flight.
     async fn write(&self, record: &Record, only_if_new: bool) -> session_store::Result<bool> {
         let data = serde_json::to_string(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let mut conn = self.redis.connection().await.map_err(backend)?;
         let ttl_ms = (expiry(record) - Utc::now()).num_milliseconds().max(1) as u64;
         let mut cmd = redis::cmd("SET");
         cmd.arg(session_key(&record.id)).arg(data).arg("PX").arg(ttl_ms);
-        if only_if_new {
-            cmd.arg("NX");
-        }
+        cmd.arg(if only_if_new { "NX" } else { "XX" });
         let set: Option<String> = cmd.query_async(&mut conn).await.map_err(backend)?;
-        if set.is_some() {
-            if let Some(user) = user_of(record) {
-                let _: () = conn.sadd(user_key(user), record.id.to_string()).await.map_err(backend)?;
-            }
+        if set.is_some()
+            && let Some(user) = user_of(record)
+        {
+            let _: () = conn.sadd(user_key(user), record.id.to_string()).await.map_err(backend)?;
         }
         Ok(set.is_some())
     }
@@ -289,7 +298,8 @@ impl Store {
                 let ids: Vec<String> = conn.smembers(user_key(user)).await.map_err(backend)?;
                 let mut out = Vec::new();
                 for id in ids {
-                    let data: Option<String> = conn.get(format!("goblin:session:{id}")).await.map_err(backend)?;
+                    let data: Option<String> =
+                        conn.get(format!("goblin:session:{id}")).await.map_err(backend)?;
                     match data.and_then(|d| serde_json::from_str::<Record>(&d).ok()) {
                         Some(rec) if user_of(&rec) == Some(user) => out.push(info(&id, &rec)),
                         _ => {

@@ -126,11 +126,12 @@ pub fn parse_ttl(s: &str) -> Result<Duration, TokenServiceError> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = num.parse().map_err(|_| TokenServiceError::BadTtl)?;
     let d = match unit {
-        "m" => Duration::minutes(n),
-        "h" => Duration::hours(n),
-        "d" | "" => Duration::days(n),
+        "m" => Duration::try_minutes(n),
+        "h" => Duration::try_hours(n),
+        "d" | "" => Duration::try_days(n),
         _ => return Err(TokenServiceError::BadTtl),
-    };
+    }
+    .ok_or(TokenServiceError::BadTtl)?;
     if d < Duration::minutes(1) || d > Duration::days(3650) {
         return Err(TokenServiceError::BadTtl);
     }
@@ -330,7 +331,9 @@ impl TokenService {
         validation.validate_exp = false;
         validation.required_spec_claims.clear();
         validation.set_issuer(&[ISSUER]);
-        let Ok(key) = DecodingKey::from_secret(secret.expose()) else { return Ok(Err(TokenError::Malformed)) };
+        let Ok(key) = DecodingKey::from_secret(secret.expose()) else {
+            return Ok(Err(TokenError::Malformed));
+        };
         let claims = match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
             Ok(data) => data.claims,
             Err(e) => {
@@ -363,12 +366,16 @@ impl TokenService {
         let Some(user) = user.filter(|u| u.status == "active") else {
             return Ok(Err(TokenError::UserDisabled));
         };
-        // Scopes come from the stored row, which is the authority; the claim is informational.
-        let scopes: Vec<String> = serde_json::from_value(row.scopes.clone()).unwrap_or_default();
-        if let Some(want) = scope {
-            if !scopes.iter().any(|s| s == want || s == "admin") {
-                return Ok(Err(TokenError::MissingScope(want.to_string())));
-            }
+        // Scopes come from the stored row, which is the authority; the claim is informational. The
+        // admin scope holds only while its owner is still an admin.
+        let mut scopes: Vec<String> = serde_json::from_value(row.scopes.clone()).unwrap_or_default();
+        if user.role != "admin" {
+            scopes.retain(|s| s != "admin");
+        }
+        if let Some(want) = scope
+            && !scopes.iter().any(|s| s == want || s == "admin")
+        {
+            return Ok(Err(TokenError::MissingScope(want.to_string())));
         }
         Ok(Ok(Verified {
             token_id: id,
@@ -386,7 +393,8 @@ impl TokenService {
     /// [`TokenServiceError::NotFound`] or a database error.
     pub async fn revoke(&self, id: Uuid, actor: Option<Uuid>) -> Result<(), TokenServiceError> {
         let txn = self.db.begin().await?;
-        let row = api_tokens::Entity::find_by_id(id).one(&txn).await?.ok_or(TokenServiceError::NotFound(id))?;
+        let row =
+            api_tokens::Entity::find_by_id(id).one(&txn).await?.ok_or(TokenServiceError::NotFound(id))?;
         if row.revoked_at.is_none() {
             let mut active: api_tokens::ActiveModel = row.into();
             active.revoked_at = Set(Some(self.clock.now()));
@@ -417,10 +425,8 @@ impl TokenService {
         self.ensure_keys().await?;
         let txn = self.db.begin().await?;
         let now = self.clock.now();
-        let currents = signing_keys::Entity::find()
-            .filter(signing_keys::Column::State.eq("current"))
-            .all(&txn)
-            .await?;
+        let currents =
+            signing_keys::Entity::find().filter(signing_keys::Column::State.eq("current")).all(&txn).await?;
         let standby = signing_keys::Entity::find()
             .filter(signing_keys::Column::State.eq("standby"))
             .order_by_asc(signing_keys::Column::CreatedAt)
@@ -471,7 +477,7 @@ mod tests {
         assert_eq!(parse_ttl("12h").unwrap(), Duration::hours(12));
         assert_eq!(parse_ttl("90m").unwrap(), Duration::minutes(90));
         assert_eq!(parse_ttl("7").unwrap(), Duration::days(7));
-        for bad in ["", "d", "0d", "30s", "-1d", "99999d", "1.5d"] {
+        for bad in ["", "d", "0d", "30s", "-1d", "99999d", "1.5d", "99999999999999999d", "200000000000m"] {
             assert!(parse_ttl(bad).is_err(), "{bad}");
         }
     }

@@ -102,7 +102,10 @@ pub async fn create_service_account(
 
 /// # Errors
 /// A database error.
-pub async fn find_by_username(db: &DatabaseConnection, username: &str) -> Result<Option<users::Model>, DbErr> {
+pub async fn find_by_username(
+    db: &DatabaseConnection,
+    username: &str,
+) -> Result<Option<users::Model>, DbErr> {
     users::Entity::find().filter(users::Column::Username.eq(username)).one(db).await
 }
 
@@ -247,7 +250,10 @@ pub async fn set_status(
 ///
 /// # Errors
 /// A database error.
-pub async fn audit_tail(db: &DatabaseConnection, limit: u64) -> Result<Vec<crate::entities::audit_log::Model>, DbErr> {
+pub async fn audit_tail(
+    db: &DatabaseConnection,
+    limit: u64,
+) -> Result<Vec<crate::entities::audit_log::Model>, DbErr> {
     use sea_orm::{QueryOrder, QuerySelect};
     crate::entities::audit_log::Entity::find()
         .order_by_desc(crate::entities::audit_log::Column::Id)

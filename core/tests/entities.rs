@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use goblin_core::entities::{
-    global_settings, model_configs, provider_credentials, provider_metrics, provider_policies,
-    providers, routing_providers, routing_requests, search_collections, search_documents,
-    stream_chunks, streams, tasks, users,
+    global_settings, model_configs, provider_credentials, provider_metrics, provider_policies, providers,
+    routing_providers, routing_requests, search_collections, search_documents, stream_chunks, streams, tasks,
+    users,
 };
 use migration::MigratorTrait;
 use sea_orm::{
@@ -25,9 +25,7 @@ fn ts(offset_s: i64) -> DateTime<Utc> {
 
 /// Inserts one row into each of the 14 tables, reads each back, then checks ON DELETE rules.
 async fn exercise(db: &DatabaseConnection) {
-    migration::Migrator::up(db, None)
-        .await
-        .expect("migrations apply");
+    migration::Migrator::up(db, None).await.expect("migrations apply");
 
     // --- users -------------------------------------------------------------------------------
     let user_id = Uuid::new_v4();
@@ -44,11 +42,7 @@ async fn exercise(db: &DatabaseConnection) {
     .insert(db)
     .await
     .expect("insert user");
-    let user = users::Entity::find_by_id(user_id)
-        .one(db)
-        .await
-        .unwrap()
-        .expect("user row");
+    let user = users::Entity::find_by_id(user_id).one(db).await.unwrap().expect("user row");
     assert_eq!(user.username, "grimble");
     assert_eq!(user.role, "admin");
     assert_eq!(user.status, "active", "default status");
@@ -70,11 +64,7 @@ async fn exercise(db: &DatabaseConnection) {
     .insert(db)
     .await
     .expect("insert provider");
-    let provider = providers::Entity::find_by_id(provider_id)
-        .one(db)
-        .await
-        .unwrap()
-        .expect("provider row");
+    let provider = providers::Entity::find_by_id(provider_id).one(db).await.unwrap().expect("provider row");
     assert_eq!(provider.base_url, None);
     assert_eq!(provider.capabilities, json!(["chat", "embeddings"]));
     assert!(provider.enabled, "default enabled");
@@ -130,16 +120,10 @@ async fn exercise(db: &DatabaseConnection) {
     .insert(db)
     .await
     .expect("insert model config");
-    let model_config = model_configs::Entity::find_by_id(model_config_id)
-        .one(db)
-        .await
-        .unwrap()
-        .expect("model config row");
+    let model_config =
+        model_configs::Entity::find_by_id(model_config_id).one(db).await.unwrap().expect("model config row");
     assert_eq!(model_config.context_window, None);
-    assert_eq!(
-        model_config.price_in_micros_per_mtok, 150_000_000_000,
-        "i64 beyond i32 range"
-    );
+    assert_eq!(model_config.price_in_micros_per_mtok, 150_000_000_000, "i64 beyond i32 range");
     assert_eq!(model_config.price_out_micros_per_mtok, 0, "default price");
     assert_eq!(model_config.default_params, json!({"temperature": 0.7}));
     assert!(!model_config.is_default && !model_config.edited);
@@ -203,11 +187,7 @@ async fn exercise(db: &DatabaseConnection) {
     .insert(db)
     .await
     .expect("insert provider policy");
-    let policy = provider_policies::Entity::find_by_id(policy_id)
-        .one(db)
-        .await
-        .unwrap()
-        .expect("policy row");
+    let policy = provider_policies::Entity::find_by_id(policy_id).one(db).await.unwrap().expect("policy row");
     assert_eq!(policy.score_weights, weights);
     assert_eq!(policy.breaker_error_rate, 0.25);
     assert_eq!(policy.budget_micros, None);
@@ -228,11 +208,7 @@ async fn exercise(db: &DatabaseConnection) {
     .insert(db)
     .await
     .expect("insert provider metric");
-    let metric = provider_metrics::Entity::find_by_id(metric.id)
-        .one(db)
-        .await
-        .unwrap()
-        .expect("metric row");
+    let metric = provider_metrics::Entity::find_by_id(metric.id).one(db).await.unwrap().expect("metric row");
     assert_eq!(metric.minute, ts(60));
     assert_eq!(metric.requests, 42);
     assert_eq!(metric.latency_p50_ms, Some(180));
@@ -271,11 +247,8 @@ async fn exercise(db: &DatabaseConnection) {
     .insert(db)
     .await
     .expect("insert routing request");
-    let request = routing_requests::Entity::find_by_id(request_id)
-        .one(db)
-        .await
-        .unwrap()
-        .expect("routing request row");
+    let request =
+        routing_requests::Entity::find_by_id(request_id).one(db).await.unwrap().expect("routing request row");
     assert_eq!(request.created_at, ts(8));
     assert_eq!(request.attempts, attempts);
     assert_eq!(request.user_id, Some(user_id));
@@ -299,11 +272,7 @@ async fn exercise(db: &DatabaseConnection) {
     .insert(db)
     .await
     .expect("insert task");
-    let task = tasks::Entity::find_by_id(task_id)
-        .one(db)
-        .await
-        .unwrap()
-        .expect("task row");
+    let task = tasks::Entity::find_by_id(task_id).one(db).await.unwrap().expect("task row");
     assert_eq!(task.status, "queued", "default status");
     assert_eq!(task.code, None);
     assert_eq!(task.started_at, Some(ts(10)));
@@ -327,11 +296,7 @@ async fn exercise(db: &DatabaseConnection) {
     .insert(db)
     .await
     .expect("insert stream");
-    let stream = streams::Entity::find_by_id(stream_id)
-        .one(db)
-        .await
-        .unwrap()
-        .expect("stream row");
+    let stream = streams::Entity::find_by_id(stream_id).one(db).await.unwrap().expect("stream row");
     assert_eq!(stream.status, "streaming", "default status");
     assert_eq!(stream.conversation_id, None);
     assert_eq!(stream.task_id, Some(task_id));
@@ -350,11 +315,7 @@ async fn exercise(db: &DatabaseConnection) {
     .insert(db)
     .await
     .expect("insert stream chunk");
-    let chunk = stream_chunks::Entity::find_by_id(chunk.id)
-        .one(db)
-        .await
-        .unwrap()
-        .expect("chunk row");
+    let chunk = stream_chunks::Entity::find_by_id(chunk.id).one(db).await.unwrap().expect("chunk row");
     assert_eq!(chunk.content, "Freed 2.1 GiB ✓");
     assert!(chunk.done);
     assert_eq!(chunk.cost_delta_micros, 0, "default cost delta");
@@ -374,11 +335,8 @@ async fn exercise(db: &DatabaseConnection) {
     .insert(db)
     .await
     .expect("insert search collection");
-    let collection = search_collections::Entity::find_by_id(collection_id)
-        .one(db)
-        .await
-        .unwrap()
-        .expect("collection row");
+    let collection =
+        search_collections::Entity::find_by_id(collection_id).one(db).await.unwrap().expect("collection row");
     assert_eq!(collection.description, "", "default description");
     assert_eq!(collection.chunk_size, 512, "default chunk size");
     assert_eq!(collection.chunk_overlap, 64, "default chunk overlap");
@@ -402,44 +360,24 @@ async fn exercise(db: &DatabaseConnection) {
     .insert(db)
     .await
     .expect("insert search document");
-    let document = search_documents::Entity::find_by_id(document_id)
-        .one(db)
-        .await
-        .unwrap()
-        .expect("document row");
+    let document =
+        search_documents::Entity::find_by_id(document_id).one(db).await.unwrap().expect("document row");
     assert_eq!(document.source, None);
     assert_eq!(document.metadata, json!({"author": "grimble", "rev": 3}));
     assert_eq!(document.chunk_count, 0, "default chunk count");
     assert_eq!(document.updated_at, ts(15));
 
     // --- ON DELETE CASCADE: a provider takes its keys and model configs with it ---------------
-    providers::Entity::delete_by_id(provider_id)
-        .exec(db)
-        .await
-        .expect("delete provider");
+    providers::Entity::delete_by_id(provider_id).exec(db).await.expect("delete provider");
     assert!(
-        provider_credentials::Entity::find_by_id(credential_id)
-            .one(db)
-            .await
-            .unwrap()
-            .is_none(),
+        provider_credentials::Entity::find_by_id(credential_id).one(db).await.unwrap().is_none(),
         "provider_credentials row must cascade with its provider"
     );
     assert!(
-        model_configs::Entity::find_by_id(model_config_id)
-            .one(db)
-            .await
-            .unwrap()
-            .is_none(),
+        model_configs::Entity::find_by_id(model_config_id).one(db).await.unwrap().is_none(),
         "model_configs row must cascade with its provider"
     );
-    assert!(
-        routing_providers::Entity::find_by_id(routing_provider_id)
-            .one(db)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(routing_providers::Entity::find_by_id(routing_provider_id).one(db).await.unwrap().is_none());
     assert_eq!(
         provider_metrics::Entity::find()
             .filter(provider_metrics::Column::ProviderId.eq(provider_id))
@@ -449,67 +387,28 @@ async fn exercise(db: &DatabaseConnection) {
         0
     );
     // ... while the request log keeps its row with the provider cleared (SET NULL).
-    let request = routing_requests::Entity::find_by_id(request_id)
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
+    let request = routing_requests::Entity::find_by_id(request_id).one(db).await.unwrap().unwrap();
     assert_eq!(request.provider_id, None);
 
     // --- ON DELETE SET NULL: the request log outlives the user --------------------------------
-    users::Entity::delete_by_id(user_id)
-        .exec(db)
-        .await
-        .expect("delete user");
+    users::Entity::delete_by_id(user_id).exec(db).await.expect("delete user");
     let request = routing_requests::Entity::find_by_id(request_id)
         .one(db)
         .await
         .unwrap()
         .expect("routing request survives its user");
-    assert_eq!(
-        request.user_id, None,
-        "routing_requests.user_id must be set to NULL"
-    );
-    let task = tasks::Entity::find_by_id(task_id)
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(request.user_id, None, "routing_requests.user_id must be set to NULL");
+    let task = tasks::Entity::find_by_id(task_id).one(db).await.unwrap().unwrap();
     assert_eq!(task.created_by, None);
-    let setting = global_settings::Entity::find_by_id("ui.theme".to_owned())
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
+    let setting = global_settings::Entity::find_by_id("ui.theme".to_owned()).one(db).await.unwrap().unwrap();
     assert_eq!(setting.updated_by, None);
     // A user's chat history (streams, and their chunks) goes with the user.
-    assert!(
-        streams::Entity::find_by_id(stream_id)
-            .one(db)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        stream_chunks::Entity::find_by_id(chunk.id)
-            .one(db)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(streams::Entity::find_by_id(stream_id).one(db).await.unwrap().is_none());
+    assert!(stream_chunks::Entity::find_by_id(chunk.id).one(db).await.unwrap().is_none());
 
     // --- ON DELETE CASCADE: a collection takes its documents with it --------------------------
-    search_collections::Entity::delete_by_id(collection_id)
-        .exec(db)
-        .await
-        .unwrap();
-    assert!(
-        search_documents::Entity::find_by_id(document_id)
-            .one(db)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    search_collections::Entity::delete_by_id(collection_id).exec(db).await.unwrap();
+    assert!(search_documents::Entity::find_by_id(document_id).one(db).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -540,31 +439,22 @@ async fn postgres_entities_round_trip() {
     };
 
     let db_name = format!("goblin_test_{}", Uuid::new_v4().simple());
-    let admin = Database::connect(&admin_url)
-        .await
-        .expect("connect to GOBLIN_TEST_PG_URL");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{db_name}\""))
-        .await
-        .expect("create test database");
+    let admin = Database::connect(&admin_url).await.expect("connect to GOBLIN_TEST_PG_URL");
+    admin.execute_unprepared(&format!("CREATE DATABASE \"{db_name}\"")).await.expect("create test database");
 
     let mut test_url = url::Url::parse(&admin_url).expect("GOBLIN_TEST_PG_URL is a URL");
     test_url.set_path(&format!("/{db_name}"));
 
     // Run the body in its own task so the database is dropped even when an assertion fails.
     let outcome = tokio::spawn(async move {
-        let db = Database::connect(test_url.as_str())
-            .await
-            .expect("connect to test database");
+        let db = Database::connect(test_url.as_str()).await.expect("connect to test database");
         exercise(&db).await;
         db.close().await.expect("close test database");
     })
     .await;
 
     admin
-        .execute_unprepared(&format!(
-            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
-        ))
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"))
         .await
         .expect("drop test database");
     admin.close().await.expect("close admin connection");

@@ -54,7 +54,11 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create().name("idx_passkeys_user").table(Passkeys::Table).col(Passkeys::UserId).to_owned(),
+                Index::create()
+                    .name("idx_passkeys_user")
+                    .table(Passkeys::Table)
+                    .col(Passkeys::UserId)
+                    .to_owned(),
             )
             .await
     }

@@ -53,7 +53,10 @@ pub fn serve(path: &str, request_headers: &HeaderMap) -> Option<Response> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
     {
-        return Some((StatusCode::NOT_MODIFIED, [(header::CACHE_CONTROL, cache), (header::VARY, vary)]).into_response());
+        return Some(
+            (StatusCode::NOT_MODIFIED, [(header::CACHE_CONTROL, cache), (header::VARY, vary)])
+                .into_response(),
+        );
     }
 
     let mut resp = Response::new(Body::from(body.into_owned()));
@@ -71,6 +74,12 @@ pub fn serve(path: &str, request_headers: &HeaderMap) -> Option<Response> {
     h.insert(header::VARY, vary);
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     Some(resp)
+}
+
+/// Whether a static file exists at `path`.
+pub fn exists(path: &str) -> bool {
+    let path = path.trim_start_matches('/');
+    !path.is_empty() && !path.contains("..") && Site::get(path).is_some()
 }
 
 /// Whether the compiled front end is present (a build without it still serves pages, unhydrated).

@@ -15,14 +15,14 @@ use goblin_app::state::AppState;
 use goblin_core::sessions::{SIGNED_IN_AT_KEY, USER_ID_KEY, within_absolute_lifetime};
 use tower_sessions::Session;
 
-const PUBLIC_PREFIXES: &[&str] = &["/signin", "/setup", "/invite", "/fn", "/api", "/health", "/pkg", "/metrics"];
+const PUBLIC_PREFIXES: &[&str] = &["/signin", "/setup", "/invite", "/fn", "/api", "/health", "/pkg"];
 
 fn is_public(path: &str) -> bool {
     PUBLIC_PREFIXES
         .iter()
         .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
-        // Files from public/ (favicon and the like) have an extension; pages do not.
-        || path.rsplit('/').next().is_some_and(|last| last.contains('.'))
+        // Files from public/ (the favicon and the like).
+        || crate::assets::exists(path)
 }
 
 /// Pages only admins may open.
@@ -40,7 +40,11 @@ pub async fn require_sign_in(State(state): State<AppState>, req: Request, next: 
             let signed_in_at = session.get::<i64>(SIGNED_IN_AT_KEY).await.ok().flatten().unwrap_or(0);
             let limit = state.config.auth.session_absolute_hours;
             if within_absolute_lifetime(signed_in_at, state.clock.now(), limit) {
-                session.get::<String>(USER_ID_KEY).await.ok().flatten()
+                let user = session.get::<String>(USER_ID_KEY).await.ok().flatten();
+                if user.is_some() {
+                    goblin_core::sessions::touch(session, state.config.auth.session_idle_minutes);
+                }
+                user
             } else {
                 None
             }
@@ -113,10 +117,19 @@ mod tests {
 
     #[test]
     fn public_and_protected_paths() {
-        for p in ["/signin", "/setup", "/invite", "/fn/auth/me", "/api/me", "/health", "/health/db", "/pkg/goblin.js", "/favicon.svg"] {
+        for p in [
+            "/signin",
+            "/setup",
+            "/invite",
+            "/fn/auth/me",
+            "/api/me",
+            "/health",
+            "/health/db",
+            "/pkg/goblin.js",
+        ] {
             assert!(is_public(p), "{p}");
         }
-        for p in ["/", "/tasks", "/admin/users", "/signinx", "/setupx/y"] {
+        for p in ["/", "/tasks", "/admin/users", "/signinx", "/setupx/y", "/admin/x.json", "/metrics"] {
             assert!(!is_public(p), "{p}");
         }
     }

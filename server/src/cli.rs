@@ -153,7 +153,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Users { action } => admin_command(&config, AdminAction::Users(action)).await,
         Command::Tokens { action } => admin_command(&config, AdminAction::Tokens(action)).await,
         Command::Keys { action } => admin_command(&config, AdminAction::Keys(action)).await,
-        Command::Admin { action: AdminCmd::SetupLink } => admin_command(&config, AdminAction::SetupLink).await,
+        Command::Admin { action: AdminCmd::SetupLink } => {
+            admin_command(&config, AdminAction::SetupLink).await
+        }
         Command::Migrate { action } => {
             telemetry::init(&config.log);
             match migrate(&config, action).await {
@@ -182,7 +184,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
     println!("Goblin Assistant is serving at {}", app.public_url());
     if let Some(url) = app.setup_url() {
-        println!("No accounts yet. Within an hour, open this one-time link to create the first admin:\n  {url}");
+        println!(
+            "No accounts yet. Within an hour, open this one-time link to create the first admin:\n  {url}"
+        );
     }
     app.run_until_stopped().await
 }
@@ -252,8 +256,14 @@ async fn run_admin(config: &Config, action: AdminAction) -> anyhow::Result<ExitC
     };
     match action {
         AdminAction::SetupLink => {
-            let ceremonies = std::sync::Arc::new(goblin_core::ceremonies::CeremonyStore::memory(clock.clone()));
-            let svc = goblin_core::passkeys::PasskeyService::new(&config.public_url, conn.clone(), ceremonies, clock)?;
+            let ceremonies =
+                std::sync::Arc::new(goblin_core::ceremonies::CeremonyStore::memory(clock.clone()));
+            let svc = goblin_core::passkeys::PasskeyService::new(
+                &config.public_url,
+                conn.clone(),
+                ceremonies,
+                clock,
+            )?;
             if svc.has_users().await? {
                 return usage("setup is already done: this server has accounts; admins invite people from the dashboard".into());
             }
@@ -285,7 +295,8 @@ async fn run_admin(config: &Config, action: AdminAction) -> anyhow::Result<ExitC
                     let Some(owner) = users::find_by_username(&conn, &user).await? else {
                         return usage(format!("no user named '{user}'"));
                     };
-                    let name = name.unwrap_or_else(|| format!("cli {}", chrono::Utc::now().format("%Y-%m-%d %H:%M")));
+                    let name = name
+                        .unwrap_or_else(|| format!("cli {}", chrono::Utc::now().format("%Y-%m-%d %H:%M")));
                     match svc.issue(&owner, &name, &scopes, ttl, None).await {
                         Ok(issued) => {
                             eprintln!(
@@ -298,7 +309,9 @@ async fn run_admin(config: &Config, action: AdminAction) -> anyhow::Result<ExitC
                             println!("{}", issued.token.expose());
                         }
                         Err(tokens::TokenServiceError::Db(e)) => return Err(e.into()),
-                        Err(e @ (tokens::TokenServiceError::Crypto(_) | tokens::TokenServiceError::Signing)) => {
+                        Err(
+                            e @ (tokens::TokenServiceError::Crypto(_) | tokens::TokenServiceError::Signing),
+                        ) => {
                             return Err(e.into());
                         }
                         Err(e) => return usage(e.to_string()),

@@ -6,11 +6,11 @@ use std::{net::SocketAddr, sync::Arc};
 use anyhow::Context;
 use axum::{
     Router,
-    serve::ListenerExt,
     body::Body,
     extract::{Request, State},
     http::{HeaderName, Request as HttpRequest},
     response::{IntoResponse, Response},
+    serve::ListenerExt,
 };
 use goblin_app::{App, shell, state::AppState};
 use goblin_core::{
@@ -25,7 +25,6 @@ use goblin_core::{
     sessions::{DbSessionStore, RedisSessionStore, Store},
     tokens::TokenService,
 };
-use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 use leptos::{config::LeptosOptions, prelude::provide_context};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tokio::net::TcpListener;
@@ -34,6 +33,7 @@ use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
 };
+use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
 use crate::{assets, routes};
 
@@ -66,7 +66,8 @@ impl Application {
             None => None,
         };
 
-        let (keyring, dev_key) = Keyring::from_config(&config).context("Failed to load the encryption key")?;
+        let (keyring, dev_key) =
+            Keyring::from_config(&config).context("Failed to load the encryption key")?;
         if dev_key {
             tracing::warn!(
                 path = %config.data_dir.join("encryption.key").display(),
@@ -205,15 +206,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::health::router())
         .merge(routes::api::router())
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || provide_context(ctx_state.clone()),
-            {
-                let options = state.leptos_options.clone();
-                move || shell(options.clone())
-            },
-        )
+        .leptos_routes_with_context(&state, routes, move || provide_context(ctx_state.clone()), {
+            let options = state.leptos_options.clone();
+            move || shell(options.clone())
+        })
         .fallback(fallback)
         .layer(axum::middleware::from_fn(crate::fn_errors::client_errors_are_400))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_sign_in))

@@ -14,8 +14,14 @@ pub fn AdminPage() -> impl IntoView {
     let role = ServerAction::<SetUserRole>::new();
     let status = ServerAction::<SetUserStatus>::new();
     let invite = ServerAction::<CreateInvite>::new();
-    let users = Resource::new(move || (role.version().get(), status.version().get(), invite.version().get()), |_| list_users());
-    let audit = Resource::new(move || (role.version().get(), status.version().get(), invite.version().get()), |_| audit_log());
+    let users = Resource::new(
+        move || (role.version().get(), status.version().get(), invite.version().get()),
+        |_| list_users(),
+    );
+    let audit = Resource::new(
+        move || (role.version().get(), status.version().get(), invite.version().get()),
+        |_| audit_log(),
+    );
 
     view! {
         <Title text="Admin" />
@@ -40,7 +46,7 @@ pub fn AdminPage() -> impl IntoView {
                                                 <td class="py-2">
                                                     {u.display_name.clone()} " "
                                                     <span class="text-slate-600">"(" {u.username.clone()} ")"</span>
-                                                    {u.is_service.then(|| " · service account")}
+                                                    {u.is_service.then_some(" · service account")}
                                                 </td>
                                                 <td>
                                                     <ActionForm action=role attr:class="flex gap-2">

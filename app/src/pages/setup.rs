@@ -26,12 +26,8 @@ pub fn SetupPage(
         }
         busy.set(true);
         message.set(None);
-        let (t, u, d, p) = (
-            token(),
-            username.get_untracked(),
-            display_name.get_untracked(),
-            passkey_name.get_untracked(),
-        );
+        let (t, u, d, p) =
+            (token(), username.get_untracked(), display_name.get_untracked(), passkey_name.get_untracked());
         #[cfg(feature = "hydrate")]
         leptos::task::spawn_local(async move {
             use crate::{server_fns::auth, webauthn_client};

@@ -49,7 +49,8 @@ fn when(t: chrono::DateTime<chrono::Utc>) -> String {
 
 #[cfg(feature = "ssr")]
 fn parse_id(id: &str) -> Result<uuid::Uuid, AppError> {
-    uuid::Uuid::parse_str(id.trim()).map_err(|_| AppError::Refused(format!("'{id}' is not a valid id")).respond())
+    uuid::Uuid::parse_str(id.trim())
+        .map_err(|_| AppError::Refused(format!("'{id}' is not a valid id")).respond())
 }
 
 /// # Errors
@@ -189,11 +190,11 @@ pub async fn create_token(
         .trim()
         .parse()
         .map_err(|_| AppError::Refused(format!("'{ttl_days}' is not a number of days")).respond())?;
-    let issued = state
-        .tokens
-        .issue(&user, name.trim(), &scopes, chrono::Duration::days(days), Some(user.id))
-        .await
-        .map_err(|e| match e {
+    let ttl = chrono::Duration::try_days(days)
+        .filter(|d| *d > chrono::Duration::zero())
+        .ok_or_else(|| AppError::Refused("the lifetime must be between 1 and 3650 days".into()).respond())?;
+    let issued =
+        state.tokens.issue(&user, name.trim(), &scopes, ttl, Some(user.id)).await.map_err(|e| match e {
             TokenServiceError::Db(e) => AppError::internal(e),
             TokenServiceError::Crypto(e) => AppError::internal(e),
             TokenServiceError::Signing => AppError::internal("signing failed"),

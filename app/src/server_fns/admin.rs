@@ -39,7 +39,8 @@ fn map_admin(e: goblin_core::users::AdminError) -> AppError {
 
 #[cfg(feature = "ssr")]
 fn parse_id(id: &str) -> Result<uuid::Uuid, AppError> {
-    uuid::Uuid::parse_str(id.trim()).map_err(|_| AppError::Refused(format!("'{id}' is not a valid id")).respond())
+    uuid::Uuid::parse_str(id.trim())
+        .map_err(|_| AppError::Refused(format!("'{id}' is not a valid id")).respond())
 }
 
 #[cfg(feature = "ssr")]
@@ -72,9 +73,15 @@ pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
 #[server(prefix = "/fn", endpoint = "admin/user-role")]
 pub async fn set_user_role(id: String, role: String) -> Result<(), AppError> {
     let (state, admin) = require_admin().await?;
-    goblin_core::users::set_role(&state.db, state.clock.as_ref(), admin.id, parse_id(&id)?, parse_role(&role)?)
-        .await
-        .map_err(map_admin)
+    goblin_core::users::set_role(
+        &state.db,
+        state.clock.as_ref(),
+        admin.id,
+        parse_id(&id)?,
+        parse_role(&role)?,
+    )
+    .await
+    .map_err(map_admin)
 }
 
 /// Disabling ends the account's sessions at once and its API tokens stop working.
@@ -84,9 +91,16 @@ pub async fn set_user_role(id: String, role: String) -> Result<(), AppError> {
 #[server(prefix = "/fn", endpoint = "admin/user-status")]
 pub async fn set_user_status(id: String, status: String) -> Result<(), AppError> {
     let (state, admin) = require_admin().await?;
-    goblin_core::users::set_status(&state.db, &state.sessions, state.clock.as_ref(), admin.id, parse_id(&id)?, &status)
-        .await
-        .map_err(map_admin)
+    goblin_core::users::set_status(
+        &state.db,
+        &state.sessions,
+        state.clock.as_ref(),
+        admin.id,
+        parse_id(&id)?,
+        &status,
+    )
+    .await
+    .map_err(map_admin)
 }
 
 /// Creates a one-time invite link for one person, with a role.
@@ -96,13 +110,13 @@ pub async fn set_user_status(id: String, status: String) -> Result<(), AppError>
 #[server(prefix = "/fn", endpoint = "admin/invite")]
 pub async fn create_invite(role: String, days: String) -> Result<String, AppError> {
     let (state, admin) = require_admin().await?;
-    let days: i64 =
-        days.trim().parse().map_err(|_| AppError::Refused(format!("'{days}' is not a number of days")).respond())?;
-    let token = state
-        .passkeys
-        .create_invite(admin.id, parse_role(&role)?, chrono::Duration::days(days))
-        .await
-        .map_err(map_auth)?;
+    let days: i64 = days
+        .trim()
+        .parse()
+        .map_err(|_| AppError::Refused(format!("'{days}' is not a number of days")).respond())?;
+    let ttl = chrono::Duration::try_days(days)
+        .ok_or_else(|| AppError::Refused("an invite lasts from 1 hour to 30 days".into()).respond())?;
+    let token = state.passkeys.create_invite(admin.id, parse_role(&role)?, ttl).await.map_err(map_auth)?;
     let mut url = state.config.public_url.join("invite").map_err(AppError::internal)?;
     url.query_pairs_mut().append_pair("token", &token);
     Ok(url.to_string())

@@ -33,21 +33,26 @@ pub(crate) mod ssr {
 
     use crate::{error::AppError, state::AppState};
 
-
     pub fn state() -> Result<AppState, AppError> {
         use_context::<AppState>().ok_or_else(|| AppError::internal("AppState missing from context"))
     }
 
     pub async fn session() -> Result<Session, AppError> {
-        leptos_axum::extract::<Session>().await.map_err(|e| AppError::internal(format!("no session layer: {e}")))
+        leptos_axum::extract::<Session>()
+            .await
+            .map_err(|e| AppError::internal(format!("no session layer: {e}")))
     }
 
     /// The signed-in, active user of this request, if any. Ends a session past its absolute lifetime.
-    pub async fn signed_in_user(state: &AppState, session: &Session) -> Result<Option<users::Model>, AppError> {
+    pub async fn signed_in_user(
+        state: &AppState,
+        session: &Session,
+    ) -> Result<Option<users::Model>, AppError> {
         let Some(id) = session.get::<String>(USER_ID_KEY).await.map_err(AppError::internal)? else {
             return Ok(None);
         };
-        let signed_in_at = session.get::<i64>(SIGNED_IN_AT_KEY).await.map_err(AppError::internal)?.unwrap_or(0);
+        let signed_in_at =
+            session.get::<i64>(SIGNED_IN_AT_KEY).await.map_err(AppError::internal)?.unwrap_or(0);
         let limit = state.config.auth.session_absolute_hours;
         if !goblin_core::sessions::within_absolute_lifetime(signed_in_at, state.clock.now(), limit) {
             session.flush().await.map_err(AppError::internal)?;
@@ -55,7 +60,11 @@ pub(crate) mod ssr {
         }
         let Ok(id) = uuid::Uuid::parse_str(&id) else { return Ok(None) };
         let user = users::Entity::find_by_id(id).one(&state.db).await.map_err(AppError::internal)?;
-        Ok(user.filter(|u| u.status == "active"))
+        let user = user.filter(|u| u.status == "active");
+        if user.is_some() {
+            goblin_core::sessions::touch(session, state.config.auth.session_idle_minutes);
+        }
+        Ok(user)
     }
 
     /// Starts a signed-in session for `user` under a new session id.
@@ -182,7 +191,8 @@ pub async fn signin_finish(ceremony: String, credential: PublicKeyCredential) ->
     let state = ssr::state()?;
     let session = ssr::session().await?;
     let ip = ssr::client_ip().await;
-    let user = state.passkeys.signin_finish(&ceremony, &credential, ip.as_deref()).await.map_err(ssr::map_auth)?;
+    let user =
+        state.passkeys.signin_finish(&ceremony, &credential, ip.as_deref()).await.map_err(ssr::map_auth)?;
     ssr::sign_in(&state, &session, &user).await
 }
 

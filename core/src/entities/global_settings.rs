@@ -6,11 +6,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "global_settings")]
 pub struct Model {
-    #[sea_orm(
-        primary_key,
-        auto_increment = false,
-        column_type = "String(StringLen::N(128))"
-    )]
+    #[sea_orm(primary_key, auto_increment = false, column_type = "String(StringLen::N(128))")]
     pub key: String,
     #[sea_orm(column_type = "Json")]
     pub value: Json,

@@ -36,7 +36,11 @@ async fn me(State(state): State<AppState>, headers: HeaderMap) -> Response {
 /// # Errors
 /// The response to send instead: 401 for a missing or bad token, 403 for a missing scope, 500 when
 /// the check itself failed (logged).
-pub async fn authenticate(state: &AppState, headers: &HeaderMap, scope: Option<&str>) -> Result<Verified, Response> {
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    scope: Option<&str>,
+) -> Result<Verified, Response> {
     let Some(token) = bearer(headers) else {
         return Err(error(
             StatusCode::UNAUTHORIZED,

@@ -50,12 +50,15 @@ async fn passkeys_can_be_renamed_and_deleted_but_never_the_last() {
     let keys = list(&app, "/fn/account/passkeys").await;
     assert_eq!(keys.len(), 2, "only the caller's passkeys");
 
-    let resp = form(&app, "/fn/account/passkey-rename", &[("id", &first.to_string()), ("name", "Work laptop")]).await;
+    let resp =
+        form(&app, "/fn/account/passkey-rename", &[("id", &first.to_string()), ("name", "Work laptop")])
+            .await;
     assert!(resp.status().is_success(), "{}", resp.status());
     assert_eq!(list(&app, "/fn/account/passkeys").await[0]["name"], "Work laptop");
     let resp = form(&app, "/fn/account/passkey-rename", &[("id", &first.to_string()), ("name", "  ")]).await;
     assert_eq!(resp.status(), 400);
-    let resp = form(&app, "/fn/account/passkey-rename", &[("id", &theirs.to_string()), ("name", "mine now")]).await;
+    let resp =
+        form(&app, "/fn/account/passkey-rename", &[("id", &theirs.to_string()), ("name", "mine now")]).await;
     assert_eq!(resp.status(), 400, "another person's passkey is not found");
     let resp = form(&app, "/fn/account/passkey-delete", &[("id", "not-a-uuid")]).await;
     assert_eq!(resp.status(), 400);
@@ -78,7 +81,8 @@ async fn people_see_their_sessions_and_can_end_any() {
     let sessions = list(&app, "/fn/account/sessions").await;
     assert_eq!(sessions.len(), 2);
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
-    let other = sessions.iter().find(|s| s["current"] == false).unwrap()["handle"].as_str().unwrap().to_string();
+    let other =
+        sessions.iter().find(|s| s["current"] == false).unwrap()["handle"].as_str().unwrap().to_string();
     assert!(!other_browser.contains(&other), "the handle is not the cookie value");
 
     let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
@@ -97,11 +101,14 @@ async fn people_create_and_revoke_their_own_api_tokens() {
     let app = spawn_app(Backend::Sqlite, &[]).await.unwrap();
     app.sign_in_as("grace", "operator").await;
 
-    let resp = form(&app, "/fn/account/token-create", &[("name", "laptop cli"), ("ttl_days", "7"), ("chat", "on")]).await;
+    let resp =
+        form(&app, "/fn/account/token-create", &[("name", "laptop cli"), ("ttl_days", "7"), ("chat", "on")])
+            .await;
     assert!(resp.status().is_success(), "{}", resp.status());
     let created: Value = resp.json().await.unwrap();
     let token = created["token"].as_str().unwrap().to_string();
-    let me: Value = app.client.get(app.url("/api/me")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let me: Value =
+        app.client.get(app.url("/api/me")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["username"], "grace");
     assert_eq!(me["scopes"], serde_json::json!(["chat"]));
 
@@ -111,12 +118,20 @@ async fn people_create_and_revoke_their_own_api_tokens() {
     assert!(!serde_json::to_string(&tokens).unwrap().contains(&token));
 
     // An operator cannot mint admin tokens; nonsense input is a 400.
-    let resp = form(&app, "/fn/account/token-create", &[("name", "x"), ("ttl_days", "7"), ("admin", "on")]).await;
+    let resp =
+        form(&app, "/fn/account/token-create", &[("name", "x"), ("ttl_days", "7"), ("admin", "on")]).await;
     assert_eq!(resp.status(), 403);
-    let resp = form(&app, "/fn/account/token-create", &[("name", "x"), ("ttl_days", "soon"), ("chat", "on")]).await;
+    let resp =
+        form(&app, "/fn/account/token-create", &[("name", "x"), ("ttl_days", "soon"), ("chat", "on")]).await;
     assert_eq!(resp.status(), 400);
     let resp = form(&app, "/fn/account/token-create", &[("name", "x"), ("ttl_days", "7")]).await;
     assert_eq!(resp.status(), 400, "no scope");
+    for days in ["200000000000", "-5", "0", "99999"] {
+        let resp =
+            form(&app, "/fn/account/token-create", &[("name", "x"), ("ttl_days", days), ("chat", "on")])
+                .await;
+        assert_eq!(resp.status(), 400, "{days} days");
+    }
 
     let resp = form(&app, "/fn/account/token-revoke", &[("id", created["id"].as_str().unwrap())]).await;
     assert!(resp.status().is_success());
@@ -131,7 +146,8 @@ async fn account_functions_need_a_signed_in_person() {
     for path in ["/fn/account/passkeys", "/fn/account/sessions", "/fn/account/tokens"] {
         assert_eq!(app.post(path).send().await.unwrap().status(), 401, "{path}");
     }
-    let resp = form(&app, "/fn/account/token-create", &[("name", "x"), ("ttl_days", "7"), ("chat", "on")]).await;
+    let resp =
+        form(&app, "/fn/account/token-create", &[("name", "x"), ("ttl_days", "7"), ("chat", "on")]).await;
     assert_eq!(resp.status(), 401);
     app.stop().await;
 }
@@ -156,5 +172,59 @@ async fn a_session_ends_at_its_absolute_lifetime_however_active() {
         .await
         .unwrap();
     assert!(me.is_null());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_ended_session_is_not_brought_back_by_a_late_save() {
+    use tower_sessions::{
+        SessionStore,
+        session::{Id, Record},
+    };
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let redis = crate::helpers::redis_url();
+        let mut extra = vec![];
+        if backend == Backend::Postgres {
+            let Some(r) = redis.as_deref() else { continue };
+            extra.push(("REDIS_URL", r));
+        }
+        let Some(app) = spawn_app(backend, &extra).await else { continue };
+        let mut record = Record {
+            id: Id::default(),
+            data: Default::default(),
+            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        };
+        app.state.sessions.create(&mut record).await.unwrap();
+        assert!(app.state.sessions.load(&record.id).await.unwrap().is_some());
+        app.state.sessions.delete(&record.id).await.unwrap();
+        // A request that loaded the session before it was ended now saves it.
+        app.state.sessions.save(&record).await.unwrap();
+        assert!(app.state.sessions.load(&record.id).await.unwrap().is_none(), "{backend:?}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn activity_slides_the_idle_expiry_but_health_checks_do_not_write() {
+    use tower_sessions::{SessionStore, session::Id};
+    let app = spawn_app(Backend::Sqlite, &[("GOBLIN_SESSION_IDLE_MINUTES", "600")]).await.unwrap();
+    let user = app.sign_in_as_other("busy").await;
+    let cookie = app.new_session(user).await; // stored with one hour to live
+    let id: Id = cookie.split_once('=').unwrap().1.parse().unwrap();
+    let expiry = |app: &TestApp| {
+        let id = id;
+        let store = app.state.sessions.clone();
+        async move { store.load(&id).await.unwrap().unwrap().expiry_date }
+    };
+    let before = expiry(&app).await;
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    assert_eq!(plain.get(app.url("/health")).header("cookie", &cookie).send().await.unwrap().status(), 200);
+    assert_eq!(expiry(&app).await, before, "a health check does not touch the session");
+    assert_eq!(plain.get(app.url("/")).header("cookie", &cookie).send().await.unwrap().status(), 200);
+    let after = expiry(&app).await;
+    assert!(
+        after - before > time::Duration::hours(8),
+        "a page view slides the expiry to ~10 h: {before} -> {after}"
+    );
     app.stop().await;
 }

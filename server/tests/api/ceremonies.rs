@@ -42,7 +42,9 @@ async fn rig(origin: &str) -> Rig {
 
 /// The software authenticator cannot keep discoverable credentials; let it make an ordinary one (the
 /// server's checks of the result are the same).
-fn non_resident(mut options: webauthn_rs_proto::CreationChallengeResponse) -> webauthn_rs_proto::CreationChallengeResponse {
+fn non_resident(
+    mut options: webauthn_rs_proto::CreationChallengeResponse,
+) -> webauthn_rs_proto::CreationChallengeResponse {
     if let Some(sel) = options.public_key.authenticator_selection.as_mut() {
         sel.require_resident_key = false;
         sel.resident_key = Some(webauthn_rs_proto::ResidentKeyRequirement::Discouraged);
@@ -126,12 +128,14 @@ async fn ceremonies_refuse_every_forgery_and_stay_usable() {
 
     // Wrong RP id: the authenticator data names another relying party.
     let (ceremony, cred) = assertion(&r, &mut key, ORIGIN).await;
-    let err = r.svc.signin_finish(&ceremony, &tamper(&cred, "authenticatorData", |_| 0), None).await.unwrap_err();
+    let err =
+        r.svc.signin_finish(&ceremony, &tamper(&cred, "authenticatorData", |_| 0), None).await.unwrap_err();
     assert!(matches!(err, AuthError::Verification(_)), "{err}");
 
     // Tampered clientDataJSON and tampered signature.
     let (ceremony, cred) = assertion(&r, &mut key, ORIGIN).await;
-    let err = r.svc.signin_finish(&ceremony, &tamper(&cred, "clientDataJSON", |n| n / 2), None).await.unwrap_err();
+    let err =
+        r.svc.signin_finish(&ceremony, &tamper(&cred, "clientDataJSON", |n| n / 2), None).await.unwrap_err();
     assert!(matches!(err, AuthError::Verification(_)), "{err}");
     let (ceremony, cred) = assertion(&r, &mut key, ORIGIN).await;
     let err = r.svc.signin_finish(&ceremony, &tamper(&cred, "signature", |n| n - 1), None).await.unwrap_err();
@@ -178,7 +182,8 @@ async fn registration_checks_its_ceremony_and_the_origin() {
 
     // From another origin: refused, and the link is still unused.
     let (ceremony, options) = r.svc.setup_start(&token, "ada", "Ada").await.unwrap();
-    let cred = key.do_registration(Url::parse("http://localhost:9999").unwrap(), non_resident(options)).unwrap();
+    let cred =
+        key.do_registration(Url::parse("http://localhost:9999").unwrap(), non_resident(options)).unwrap();
     assert!(matches!(r.svc.setup_finish(&ceremony, &cred, "x", None).await, Err(AuthError::Verification(_))));
     assert!(!r.svc.has_users().await.unwrap());
 
@@ -215,7 +220,13 @@ async fn malformed_and_oversize_ceremony_requests_are_client_errors() {
         assert_eq!(resp.status(), 400, "{body}");
     }
     let big = format!(r#"{{"ceremony": "{}"}}"#, "x".repeat(goblin_server::startup::MAX_BODY_BYTES));
-    let resp = app.post("/fn/auth/signin-finish").header("content-type", "application/json").body(big).send().await.unwrap();
+    let resp = app
+        .post("/fn/auth/signin-finish")
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 413);
     assert_eq!(app.get("/health").await.status(), 200, "still serving");
     // Each was audited with its reason.

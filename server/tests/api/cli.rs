@@ -28,7 +28,11 @@ fn bad_configuration_exits_2_with_one_line() {
     let d = dir.path();
     let cases: &[(&[(&str, &str)], &str, &str)] = &[
         (&[("DATABASE_URL", "::not a url::")], "database.url", "not a valid URL"),
-        (&[("DATABASE_URL", "mysql://root@127.0.0.1/goblin")], "database.url", "unknown database backend 'mysql'"),
+        (
+            &[("DATABASE_URL", "mysql://root@127.0.0.1/goblin")],
+            "database.url",
+            "unknown database backend 'mysql'",
+        ),
         (&[("GOBLIN_DB_MAX_CONNECTIONS", "sixty")], "database.max_connections", "is not a whole number"),
         (&[("GOBLIN_LISTEN", "everywhere")], "listen", "is not an address:port"),
         (&[("GOBLIN_PUBLIC_URL", "ftp://x")], "public_url", "http:// or https://"),
@@ -76,7 +80,10 @@ fn check_config_prints_effective_config_with_secrets_masked() {
     assert_eq!(v["database"]["url"], "postgres://goblin:****@db.example:5432/goblin");
     assert_eq!(v["database"]["backend"], "postgres");
     assert_eq!(v["database"]["pool"]["max_connections"], 7);
-    assert_eq!(v["database"]["pool"]["min_connections"], 7, "the default minimum yields to a smaller maximum");
+    assert_eq!(
+        v["database"]["pool"]["min_connections"], 7,
+        "the default minimum yields to a smaller maximum"
+    );
     assert_eq!(v["database"]["pool"]["statement_timeout"], 30);
     assert_eq!(v["public_url"], "https://ops.example.com/");
     assert_eq!(v["file"], "goblin.toml");

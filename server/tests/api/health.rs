@@ -34,7 +34,7 @@ async fn health_reports_database_up(backend: Backend) {
     let (size, idle, in_use) =
         (pool["size"].as_u64().unwrap(), pool["idle"].as_u64().unwrap(), pool["in_use"].as_u64().unwrap());
     assert_eq!(size, idle + in_use);
-    assert!(size >= 1 && size <= 5);
+    assert!((1..=5).contains(&size));
 
     app.stop().await;
 }
@@ -104,13 +104,8 @@ async fn responses_carry_a_request_id() {
     let app = spawn_app(Backend::Sqlite, &[]).await.unwrap();
     let resp = app.get("/health").await;
     assert!(!resp.headers()["x-request-id"].is_empty());
-    let resp = app
-        .client
-        .get(app.url("/health"))
-        .header("x-request-id", "trace-me-123")
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        app.client.get(app.url("/health")).header("x-request-id", "trace-me-123").send().await.unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-me-123");
     app.stop().await;
 }

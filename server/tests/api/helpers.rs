@@ -31,7 +31,9 @@ fn in_ci() -> bool {
 pub fn pg_admin_url() -> Option<String> {
     match std::env::var("GOBLIN_TEST_PG_URL") {
         Ok(u) if !u.is_empty() => Some(u),
-        _ if in_ci() => panic!("CI=true but GOBLIN_TEST_PG_URL is not set: PostgreSQL tests cannot be skipped in CI"),
+        _ if in_ci() => {
+            panic!("CI=true but GOBLIN_TEST_PG_URL is not set: PostgreSQL tests cannot be skipped in CI")
+        }
         _ => {
             eprintln!("GOBLIN_TEST_PG_URL not set: skipping the PostgreSQL variant");
             None
@@ -46,7 +48,9 @@ pub fn pg_admin_url() -> Option<String> {
 pub fn redis_url() -> Option<String> {
     match std::env::var("GOBLIN_TEST_REDIS_URL") {
         Ok(u) if !u.is_empty() => Some(u),
-        _ if in_ci() => panic!("CI=true but GOBLIN_TEST_REDIS_URL is not set: Redis tests cannot be skipped in CI"),
+        _ if in_ci() => {
+            panic!("CI=true but GOBLIN_TEST_REDIS_URL is not set: Redis tests cannot be skipped in CI")
+        }
         _ => {
             eprintln!("GOBLIN_TEST_REDIS_URL not set: skipping the Redis variant");
             None
@@ -94,11 +98,11 @@ impl TestDb {
 
     /// Drops a PostgreSQL test database (forcing out leftover connections).
     pub async fn drop_db(self) {
-        if let Some((admin, name)) = &self.pg {
-            if let Ok(conn) = Database::connect(admin).await {
-                let _ = conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-                let _ = conn.close().await;
-            }
+        if let Some((admin, name)) = &self.pg
+            && let Ok(conn) = Database::connect(admin).await
+        {
+            let _ = conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            let _ = conn.close().await;
         }
     }
 }
@@ -188,9 +192,16 @@ impl TestApp {
     }
 
     /// A session for `user` that signed in at `at`.
-    pub async fn new_session_signed_in_at(&self, user: uuid::Uuid, at: chrono::DateTime<chrono::Utc>) -> String {
+    pub async fn new_session_signed_in_at(
+        &self,
+        user: uuid::Uuid,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> String {
         use goblin_core::sessions;
-        use tower_sessions::{SessionStore, session::{Id, Record}};
+        use tower_sessions::{
+            SessionStore,
+            session::{Id, Record},
+        };
         let mut record = Record {
             id: Id::default(),
             data: [

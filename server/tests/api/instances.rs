@@ -103,7 +103,11 @@ async fn passkey_ceremonies_cross_instances_end_to_end() {
     let Some(db) = TestDb::new(Backend::Postgres).await else { return };
     let url = db.url.clone();
     let public = "http://localhost:9317";
-    let env = [("REDIS_URL", redis.as_str()), ("GOBLIN_PUBLIC_URL", public), ("GOBLIN_AUTH_RATE_LIMIT_PER_IP", "100000")];
+    let env = [
+        ("REDIS_URL", redis.as_str()),
+        ("GOBLIN_PUBLIC_URL", public),
+        ("GOBLIN_AUTH_RATE_LIMIT_PER_IP", "100000"),
+    ];
     let a = spawn_app_on(db, &env).await;
     let setup_link = a.setup_url.clone().expect("a fresh database offers a setup link");
     let token = setup_link.query_pairs().find(|(k, _)| k == "token").unwrap().1.to_string();

@@ -96,7 +96,16 @@ async fn cross_site_state_changing_requests_are_refused() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     // Reads are never refused.
-    assert_eq!(app.client.get(app.url("/health")).header("origin", "https://evil.example").send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.client
+            .get(app.url("/health"))
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     app.stop().await;
 }
 
@@ -128,7 +137,8 @@ async fn pages_redirect_to_sign_in_until_signed_in() {
     let me: serde_json::Value = app.post("/fn/auth/me").send().await.unwrap().json().await.unwrap();
     assert_eq!(me["username"], "grace");
     assert_eq!(me["role"], "operator");
-    let cookie = reqwest::cookie::CookieStore::cookies(app.jar.as_ref(), &app.address.parse().unwrap()).unwrap();
+    let cookie =
+        reqwest::cookie::CookieStore::cookies(app.jar.as_ref(), &app.address.parse().unwrap()).unwrap();
     let resp = app.post("/fn/auth/signout").send().await.unwrap();
     assert!(resp.status().is_success() || resp.status().is_redirection(), "{}", resp.status());
     assert_eq!(app.get("/").await.status(), 303);
@@ -185,7 +195,13 @@ async fn first_run_offers_a_one_time_setup_link() {
         assert!(resp.text().await.unwrap().contains(why));
     }
     // Malformed JSON: a 400, not a 500.
-    let resp = app.post("/fn/auth/setup-start").header("content-type", "application/json").body("{nope").send().await.unwrap();
+    let resp = app
+        .post("/fn/auth/setup-start")
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
 
     // An unknown or replayed ceremony cannot finish.

@@ -60,10 +60,10 @@ impl Proxy {
 async fn wait_for_status(app: &crate::helpers::TestApp, want: u16, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     while tokio::time::Instant::now() < deadline {
-        if let Ok(resp) = app.client.get(app.url("/health")).timeout(Duration::from_secs(10)).send().await {
-            if resp.status().as_u16() == want {
-                return true;
-            }
+        if let Ok(resp) = app.client.get(app.url("/health")).timeout(Duration::from_secs(10)).send().await
+            && resp.status().as_u16() == want
+        {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -75,11 +75,12 @@ async fn server_recovers_after_postgres_restart() {
     let Some(db) = TestDb::new(Backend::Postgres).await else { return };
     let pg_url = url::Url::parse(&db.url).unwrap();
     let upstream_host = pg_url.host_str().unwrap().to_string();
-    let upstream: SocketAddr = tokio::net::lookup_host((upstream_host.as_str(), pg_url.port().unwrap_or(5432)))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
+    let upstream: SocketAddr =
+        tokio::net::lookup_host((upstream_host.as_str(), pg_url.port().unwrap_or(5432)))
+            .await
+            .unwrap()
+            .next()
+            .unwrap();
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let proxy = Proxy::start_on(free, upstream).await;
 
@@ -87,14 +88,18 @@ async fn server_recovers_after_postgres_restart() {
     via_proxy.set_host(Some("127.0.0.1")).unwrap();
     via_proxy.set_port(Some(free.port())).unwrap();
     let via_proxy = via_proxy.to_string();
-    let app = spawn_app_on(db, &[("DATABASE_URL", via_proxy.as_str()), ("GOBLIN_DB_MAX_LIFETIME_S", "3600")]).await;
+    let app =
+        spawn_app_on(db, &[("DATABASE_URL", via_proxy.as_str()), ("GOBLIN_DB_MAX_LIFETIME_S", "3600")]).await;
 
     assert_eq!(app.get("/health").await.status(), 200);
     app.sign_in_as("ops", "viewer").await;
     assert_eq!(app.get("/").await.status(), 200);
 
     proxy.stop().await;
-    assert!(wait_for_status(&app, 503, Duration::from_secs(15)).await, "health turns 503 while PostgreSQL is down");
+    assert!(
+        wait_for_status(&app, 503, Duration::from_secs(15)).await,
+        "health turns 503 while PostgreSQL is down"
+    );
     let body: serde_json::Value = app.get("/health/db").await.json().await.unwrap();
     assert_eq!(body["status"], "down");
     assert!(body["reason"].as_str().unwrap().starts_with("postgres"), "{body}");

@@ -49,7 +49,10 @@ async fn token_rules(backend: Backend) {
     // Valid, with the scope it has; refused a scope it lacks.
     let ok = svc.verify(&token, Some("chat")).await.unwrap().unwrap();
     assert_eq!((ok.user_id, ok.username.as_str(), ok.token_id), (bot.id, "ci-bot", issued.id));
-    assert_eq!(svc.verify(&token, Some("tasks:run")).await.unwrap(), Err(TokenError::MissingScope("tasks:run".into())));
+    assert_eq!(
+        svc.verify(&token, Some("tasks:run")).await.unwrap(),
+        Err(TokenError::MissingScope("tasks:run".into()))
+    );
 
     // Bad signature; a token forged with another secret under the real kid; an unknown kid; garbage.
     assert_eq!(svc.verify(&tamper_signature(&token), None).await.unwrap(), Err(TokenError::BadSignature));
@@ -103,6 +106,27 @@ async fn token_rules(backend: Backend) {
     assert!(matches!(svc.verify(long.token.expose(), None).await.unwrap(), Err(TokenError::Expired(_))));
     assert!(svc.verify(fresh.token.expose(), Some("chat")).await.unwrap().is_ok());
 
+    // The admin scope lasts only while its owner is an admin.
+    let boss = create_service_account(&db, &clock, "boss", Role::Admin).await.unwrap();
+    let strong = svc.issue(&boss, "admin", &scopes(&["admin"]), Duration::days(1), None).await.unwrap();
+    assert!(svc.verify(strong.token.expose(), Some("admin")).await.unwrap().is_ok());
+    assert!(
+        svc.verify(strong.token.expose(), Some("chat")).await.unwrap().is_ok(),
+        "admin implies every scope"
+    );
+    let mut b: users::ActiveModel =
+        users::Entity::find_by_id(boss.id).one(&db).await.unwrap().unwrap().into();
+    b.role = Set("viewer".into());
+    b.update(&db).await.unwrap();
+    assert_eq!(
+        svc.verify(strong.token.expose(), Some("admin")).await.unwrap(),
+        Err(TokenError::MissingScope("admin".into()))
+    );
+    assert_eq!(
+        svc.verify(strong.token.expose(), Some("chat")).await.unwrap(),
+        Err(TokenError::MissingScope("chat".into()))
+    );
+
     // A disabled user's tokens stop working at once.
     let mut u: users::ActiveModel = users::Entity::find_by_id(bot.id).one(&db).await.unwrap().unwrap().into();
     u.status = Set("disabled".into());
@@ -147,7 +171,11 @@ async fn cli_issued_tokens_work_over_http_until_revoked_and_survive_rotation() {
     let out = goblin(dir, &["users", "create", "--service", "deploy-bot", "--role", "operator"], &env);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let out = goblin(dir, &["tokens", "create", "--user", "deploy-bot", "--scopes", "chat,tasks:run", "--ttl", "30d"], &env);
+    let out = goblin(
+        dir,
+        &["tokens", "create", "--user", "deploy-bot", "--scopes", "chat,tasks:run", "--ttl", "30d"],
+        &env,
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert_eq!(token.split('.').count(), 3, "stdout is exactly the token");
@@ -199,7 +227,11 @@ async fn cli_issued_tokens_work_over_http_until_revoked_and_survive_rotation() {
     let out = goblin(dir, &["tokens", "create", "--user", "deploy-bot", "--scopes", "root"], &env);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scope 'root'"));
-    let out = goblin(dir, &["tokens", "create", "--user", "deploy-bot", "--scopes", "chat", "--ttl", "forever"], &env);
+    let out = goblin(
+        dir,
+        &["tokens", "create", "--user", "deploy-bot", "--scopes", "chat", "--ttl", "forever"],
+        &env,
+    );
     assert_eq!(out.status.code(), Some(2));
     let out = goblin(dir, &["users", "create", "--service", "deploy-bot"], &env);
     assert_eq!(out.status.code(), Some(2));
