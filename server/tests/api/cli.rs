@@ -116,3 +116,30 @@ fn migrate_commands_on_the_default_sqlite_database() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{n} of {n} migrations applied")));
 }
+
+#[test]
+fn production_without_an_encryption_key_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = goblin(dir.path(), &["serve"], &[("GOBLIN_ENV", "production")]);
+    assert_config_error(&out, "encryption_key", "required when env = production");
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+}
+
+#[test]
+fn admin_setup_link_prints_a_fresh_link_until_someone_has_an_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let env = [("GOBLIN_PUBLIC_URL", "https://ops.example.com")];
+    let out = goblin(d, &["admin", "setup-link"], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first = String::from_utf8(out.stdout).unwrap();
+    assert!(first.starts_with("https://ops.example.com/setup?token="), "{first}");
+    let second = String::from_utf8(goblin(d, &["admin", "setup-link"], &env).stdout).unwrap();
+    assert_ne!(first, second, "each call makes a new link");
+
+    let out = goblin(d, &["users", "create", "--service", "bot", "--role", "viewer"], &env);
+    assert!(out.status.success());
+    let out = goblin(d, &["admin", "setup-link"], &env);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("setup is already done"));
+}
