@@ -40,16 +40,28 @@ bench_release() {
 
   work=$(mktemp -d)
   local port; port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-  env -u DATABASE_URL -u REDIS_URL GOBLIN_LISTEN="127.0.0.1:$port" GOBLIN_PUBLIC_URL="http://localhost:$port" \
-    GOBLIN_DATA_DIR="$work" GOBLIN_LOG=warn "$bin" serve >"$work/log" 2>&1 &
+  # Run a copy from an empty directory: the binary must carry its own site.
+  cp "$bin" "$work/goblin"
+  (cd "$work" && env -u DATABASE_URL -u REDIS_URL GOBLIN_LISTEN="127.0.0.1:$port" \
+    GOBLIN_PUBLIC_URL="http://localhost:$port" GOBLIN_LOG=warn ./goblin serve >"$work/log" 2>&1) &
   pid=$!
-  trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+  trap 'pkill -f "^./goblin serve" 2>/dev/null; kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
   for _ in $(seq 1 100); do
     node -e 'fetch(process.argv[1]).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' "http://127.0.0.1:$port/health" && break
     sleep 0.1
   done
   sleep 3
-  echo "idle RSS:       $(awk '/VmRSS/ {print $2, $3}' "/proc/$pid/status") (SQLite, after start-up and one health check)"
+  node -e '
+    const base = process.argv[1];
+    Promise.all(["/pkg/goblin.wasm", "/pkg/goblin.js", "/pkg/goblin.css"].map(async (p) => {
+      const r = await fetch(base + p, { headers: { "accept-encoding": "br" } });
+      if (!r.ok) throw new Error(`${p}: ${r.status}`);
+      return `${p} ${r.status} ${r.headers.get("content-encoding") ?? "identity"}`;
+    })).then((l) => console.log("self-contained:  a copy in an empty directory serves " + l.join(", ")),
+             (e) => { console.error("not self-contained: " + e.message); process.exit(1); });
+  ' "http://127.0.0.1:$port"
+  local spid; spid=$(pgrep -f "^./goblin serve" -n || echo "$pid")
+  echo "idle RSS:       $(awk '/VmRSS/ {print $2, $3}' "/proc/$spid/status") (SQLite, after start-up and one health check)"
   local link cookie
   link=$(grep -o 'http://[^ ]*/setup?token=[A-Za-z0-9_-]*' "$work/log" | head -n 1)
   cookie=$(cd end2end && node support/session-cookie.mjs "$link")
@@ -60,7 +72,7 @@ bench_release() {
     echo "SSR of $page ($([ "$page" = / ] && echo "home, signed in" || echo "sign-in page")), wrk -t1 -c1 -d10s --latency:"
     wrk -t1 -c1 -d10s --latency "${hdr[@]}" "http://127.0.0.1:$port$page" | awk '/Latency Distribution/,/99%/; /Non-2xx/' | sed 's/^/  /'
   done
-  echo "RSS after load: $(awk '/VmRSS/ {print $2, $3}' "/proc/$pid/status")"
+  echo "RSS after load: $(awk '/VmRSS/ {print $2, $3}' "/proc/$spid/status")"
 }
 
 case "${1:-}" in

@@ -15,7 +15,8 @@ use goblin_app::state::AppState;
 use goblin_core::sessions::{SIGNED_IN_AT_KEY, USER_ID_KEY, within_absolute_lifetime};
 use tower_sessions::Session;
 
-const PUBLIC_PREFIXES: &[&str] = &["/signin", "/setup", "/invite", "/fn", "/api", "/health", "/pkg"];
+const PUBLIC_PREFIXES: &[&str] =
+    &["/signin", "/setup", "/invite", "/fn", "/api", "/health", "/pkg", "/favicon.ico"];
 
 fn is_public(path: &str) -> bool {
     PUBLIC_PREFIXES

@@ -205,6 +205,11 @@ pub fn router(state: AppState) -> Router {
     let ctx_state = state.clone();
     Router::new()
         .merge(routes::health::router())
+        // Browsers ask for /favicon.ico whatever the page links to.
+        .route(
+            "/favicon.ico",
+            axum::routing::get(|| async { axum::response::Redirect::permanent("/favicon.svg") }),
+        )
         .merge(routes::api::router())
         .leptos_routes_with_context(&state, routes, move || provide_context(ctx_state.clone()), {
             let options = state.leptos_options.clone();

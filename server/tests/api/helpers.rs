@@ -143,38 +143,27 @@ impl TestApp {
     /// Creates an account with `role` and gives this client a signed-in session for it, as a passkey
     /// sign-in would (the ceremonies themselves are exercised by the browser tests).
     pub async fn sign_in_as(&self, username: &str, role: &str) -> uuid::Uuid {
-        use goblin_core::entities::users;
-        use sea_orm::{ActiveModelTrait, ActiveValue::Set};
-        let now = chrono::Utc::now();
-        let user = users::ActiveModel {
-            id: Set(uuid::Uuid::new_v4()),
-            username: Set(username.into()),
-            display_name: Set(format!("{username} (test)")),
-            role: Set(role.into()),
-            status: Set("active".into()),
-            is_service: Set(false),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&self.state.db)
-        .await
-        .expect("user inserted");
-        let cookie = self.new_session(user.id).await;
+        let user = self.create_user(username, &format!("{username} (test)"), role).await;
+        let cookie = self.new_session(user).await;
         let url: url::Url = self.address.parse().expect("address is a URL");
         self.jar.add_cookie_str(&cookie, &url);
-        user.id
+        user
     }
 
-    /// Creates another account without signing this client in as it.
+    /// Creates another account (a viewer) without signing this client in as it.
     pub async fn sign_in_as_other(&self, username: &str) -> uuid::Uuid {
+        self.create_user(username, username, "viewer").await
+    }
+
+    async fn create_user(&self, username: &str, display_name: &str, role: &str) -> uuid::Uuid {
         use goblin_core::entities::users;
         use sea_orm::{ActiveModelTrait, ActiveValue::Set};
         let now = chrono::Utc::now();
         users::ActiveModel {
             id: Set(uuid::Uuid::new_v4()),
             username: Set(username.into()),
-            display_name: Set(username.into()),
-            role: Set("viewer".into()),
+            display_name: Set(display_name.into()),
+            role: Set(role.into()),
             status: Set("active".into()),
             is_service: Set(false),
             created_at: Set(now),

@@ -126,6 +126,9 @@ async fn pages_redirect_to_sign_in_until_signed_in() {
     assert_eq!(app.get("/setup?token=x").await.status(), 200);
     assert_eq!(app.get("/health").await.status(), 200);
     assert_eq!(app.get("/favicon.svg").await.status(), 200);
+    let resp = app.get("/favicon.ico").await;
+    assert_eq!(resp.status(), 308, "browsers' automatic favicon request is sent to the SVG");
+    assert_eq!(resp.headers()["location"], "/favicon.svg");
 
     // Nobody is signed in.
     let me: serde_json::Value = app.post("/fn/auth/me").send().await.unwrap().json().await.unwrap();
