@@ -33,7 +33,7 @@ bench_build() {
 
 bench_release() {
   command -v wrk >/dev/null || { echo "bench: wrk is needed (apt-get install wrk)" >&2; exit 1; }
-  cargo leptos build --release >/dev/null 2>&1
+  cargo leptos build --release --precompress >/dev/null 2>&1
   local wasm=target/site/pkg/goblin.wasm bin=target/release/goblin
   echo "release wasm:   $(stat -c %s "$wasm") bytes raw, $(gzip -9 -c "$wasm" | wc -c) bytes gzip -9"
   echo "release binary: $(stat -c %s "$bin") bytes ($bin, site embedded)"
@@ -57,7 +57,10 @@ bench_release() {
       const r = await fetch(base + p, { headers: { "accept-encoding": "br" } });
       if (!r.ok) throw new Error(`${p}: ${r.status}`);
       return `${p} ${r.status} ${r.headers.get("content-encoding") ?? "identity"}`;
-    })).then((l) => console.log("self-contained:  a copy in an empty directory serves " + l.join(", ")),
+    })).then((l) => {
+      if (!l.every((x) => x.endsWith(" br"))) throw new Error("precompressed copies missing: " + l.join(", "));
+      console.log("self-contained:  a copy in an empty directory serves " + l.join(", "));
+    }).then(() => {},
              (e) => { console.error("not self-contained: " + e.message); process.exit(1); });
   ' "http://127.0.0.1:$port"
   local spid; spid=$(pgrep -f "^./goblin serve" -n || echo "$pid")

@@ -7,7 +7,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 scripts/setup.sh
 profile=()
-if [ "${1:-}" = "--release" ]; then profile=(--release); fi
+# --precompress writes .br/.gz copies of the site before the server compiles and embeds them.
+if [ "${1:-}" = "--release" ]; then profile=(--release --precompress); fi
 cargo leptos build "${profile[@]}"
 bin=target/debug/goblin
 [ "${#profile[@]}" = 0 ] || bin=target/release/goblin
