@@ -161,17 +161,7 @@ async fn a_session_ends_at_its_absolute_lifetime_however_active() {
     assert_eq!(plain.get(app.url("/")).header("cookie", &fresh).send().await.unwrap().status(), 200);
     let stale = app.new_session_signed_in_at(user, chrono::Utc::now() - chrono::Duration::minutes(121)).await;
     assert_eq!(plain.get(app.url("/")).header("cookie", &stale).send().await.unwrap().status(), 303);
-    let me: Value = plain
-        .post(app.url("/fn/auth/me"))
-        .header("origin", &app.origin)
-        .header("cookie", &stale)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(me.is_null());
+    assert!(app.me_with_cookie(&stale).await.is_null());
     app.stop().await;
 }
 

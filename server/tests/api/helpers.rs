@@ -205,6 +205,27 @@ impl TestApp {
         format!("{}={}", goblin_server::startup::SESSION_COOKIE, record.id)
     }
 
+    /// This client's cookies for the server, as a `Cookie` header value.
+    pub fn cookie_header(&self) -> reqwest::header::HeaderValue {
+        let url: url::Url = self.address.parse().expect("address is a URL");
+        reqwest::cookie::CookieStore::cookies(self.jar.as_ref(), &url).expect("this client holds a cookie")
+    }
+
+    /// Who `/fn/auth/me` says is signed in when called with exactly `cookie` (JSON `null` for nobody).
+    pub async fn me_with_cookie(&self, cookie: impl AsRef<[u8]>) -> serde_json::Value {
+        let plain = reqwest::Client::new();
+        plain
+            .post(self.url("/fn/auth/me"))
+            .header("origin", &self.origin)
+            .header("cookie", cookie.as_ref())
+            .send()
+            .await
+            .expect("request sent")
+            .json()
+            .await
+            .expect("JSON answer")
+    }
+
     /// A POST as the dashboard's own pages send it (with a matching Origin).
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.client.post(self.url(path)).header("origin", &self.origin)

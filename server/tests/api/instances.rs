@@ -25,21 +25,10 @@ async fn sessions_and_ceremonies_are_shared_between_instances() {
 
     // A session made on A (stored in Redis) is honoured by B.
     a.sign_in_as("shared", "viewer").await;
-    let cookie = reqwest::cookie::CookieStore::cookies(a.jar.as_ref(), &a.address.parse().unwrap()).unwrap();
+    let cookie = a.cookie_header();
     let resp = b.client.get(b.url("/")).header("cookie", cookie.clone()).send().await.unwrap();
     assert_eq!(resp.status(), 200, "B serves the page to A's session");
-    let me: Value = b
-        .client
-        .post(b.url("/fn/auth/me"))
-        .header("origin", &b.origin)
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["username"], "shared");
+    assert_eq!(b.me_with_cookie(cookie).await["username"], "shared");
 
     // A sign-in ceremony started on A is found by B (it gets as far as checking the credential) ...
     let started: Value = a
@@ -163,19 +152,7 @@ async fn passkey_ceremonies_cross_instances_end_to_end() {
         .await
         .unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());
-    let cookie = reqwest::cookie::CookieStore::cookies(a.jar.as_ref(), &a.address.parse().unwrap()).unwrap();
-    let me: Value = b
-        .client
-        .post(b.url("/fn/auth/me"))
-        .header("origin", &b.origin)
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["username"], "ada", "A's session is valid on B");
+    assert_eq!(b.me_with_cookie(a.cookie_header()).await["username"], "ada", "A's session is valid on B");
     // The audit log records where the sign-in came from.
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let ok = goblin_core::entities::audit_log::Entity::find()

@@ -140,8 +140,7 @@ async fn pages_redirect_to_sign_in_until_signed_in() {
     let me: serde_json::Value = app.post("/fn/auth/me").send().await.unwrap().json().await.unwrap();
     assert_eq!(me["username"], "grace");
     assert_eq!(me["role"], "operator");
-    let cookie =
-        reqwest::cookie::CookieStore::cookies(app.jar.as_ref(), &app.address.parse().unwrap()).unwrap();
+    let cookie = app.cookie_header();
     let resp = app.post("/fn/auth/signout").send().await.unwrap();
     assert!(resp.status().is_success() || resp.status().is_redirection(), "{}", resp.status());
     assert_eq!(app.get("/").await.status(), 303);
