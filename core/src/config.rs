@@ -134,9 +134,17 @@ pub struct Config {
     pub env: RunEnv,
     pub database: DatabaseConfig,
     pub redis_url: Option<Secret<String>>,
-    /// The 32-byte key that seals stored secrets (base64 in `GOBLIN_ENCRYPTION_KEY`). `None` in
-    /// development means a generated key in the data directory is used.
-    pub encryption_key: Option<Secret<[u8; 32]>>,
+    /// The 32-byte keys that seal stored secrets, current first (base64, comma-separated in
+    /// `GOBLIN_ENCRYPTION_KEYS`, or one key in `GOBLIN_ENCRYPTION_KEY`). Empty in development means a
+    /// generated key in the data directory is used.
+    pub encryption_keys: Vec<Secret<[u8; 32]>>,
+    /// Provider keys and base URLs found in the environment under the conventional names
+    /// (`OPENAI_API_KEY`, `OPENAI_BASE_URL`, `LOCAL_LLM_BASE_URL`, ...): the first start turns each
+    /// into a provider. Empty values are left out.
+    pub provider_env: BTreeMap<String, Secret<String>>,
+    /// How often each instance re-reads the runtime settings, so a change made on one instance
+    /// applies on all of them.
+    pub settings_refresh: std::time::Duration,
     pub auth: AuthConfig,
     pub log: LogConfig,
     /// Environment variables that look like ours but are not known; reported as warnings.
@@ -186,12 +194,38 @@ const KEYS: &[KeySpec] = &[
     KeySpec { key: "database.test_before_acquire", env: &["GOBLIN_DB_TEST_BEFORE_ACQUIRE"] },
     KeySpec { key: "database.statement_timeout_s", env: &["GOBLIN_DB_STATEMENT_TIMEOUT_S"] },
     KeySpec { key: "encryption_key", env: &["GOBLIN_ENCRYPTION_KEY"] },
+    KeySpec { key: "encryption_keys", env: &["GOBLIN_ENCRYPTION_KEYS"] },
     KeySpec { key: "auth.rate_limit_per_ip", env: &["GOBLIN_AUTH_RATE_LIMIT_PER_IP"] },
     KeySpec { key: "auth.rate_limit_per_user", env: &["GOBLIN_AUTH_RATE_LIMIT_PER_USER"] },
     KeySpec { key: "auth.session_idle_minutes", env: &["GOBLIN_SESSION_IDLE_MINUTES"] },
     KeySpec { key: "auth.session_absolute_hours", env: &["GOBLIN_SESSION_ABSOLUTE_HOURS"] },
+    KeySpec { key: "settings_refresh_ms", env: &["GOBLIN_SETTINGS_REFRESH_MS"] },
     KeySpec { key: "log.format", env: &["GOBLIN_LOG_FORMAT"] },
     KeySpec { key: "log.filter", env: &["GOBLIN_LOG", "RUST_LOG"] },
+];
+
+/// The conventional environment names that seed providers on first start (see `providers::seed`).
+/// `SILLICONFLOW_API_KEY` is an old misspelling still honoured.
+pub const PROVIDER_ENV: &[&str] = &[
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "GEMINI_API_KEY",
+    "GEMINI_BASE_URL",
+    "DEEPSEEK_API_KEY",
+    "DEEPSEEK_BASE_URL",
+    "GROK_API_KEY",
+    "GROK_BASE_URL",
+    "SILICONFLOW_API_KEY",
+    "SILLICONFLOW_API_KEY",
+    "SILICONFLOW_BASE_URL",
+    "MOONSHOT_API_KEY",
+    "MOONSHOT_BASE_URL",
+    "ELEVENLABS_API_KEY",
+    "ELEVENLABS_BASE_URL",
+    "LOCAL_LLM_BASE_URL",
+    "LOCAL_LLM_API_KEY",
 ];
 
 /// Environment names with the `GOBLIN_` prefix that belong to other parts of the program (the CLI,
@@ -405,25 +439,65 @@ impl Config {
             None => None,
         };
 
-        let encryption_key = match r.string("encryption_key")? {
-            Some((v, origin)) => {
-                Some(Secret::new(crate::crypto::decode_key(&v).map_err(|problem| ConfigError {
+        let one = r.string("encryption_key")?;
+        let many = r.string("encryption_keys")?;
+        let encryption_keys = match (one, many) {
+            (Some(_), Some((_, origin))) => {
+                return Err(ConfigError {
+                    key: "encryption_keys".into(),
+                    origin,
+                    problem: "set either encryption_key (one key) or encryption_keys (current key first, \
+                              then older ones), not both"
+                        .into(),
+                });
+            }
+            (Some((v, origin)), None) => {
+                vec![Secret::new(crate::crypto::decode_key(&v).map_err(|problem| ConfigError {
                     key: "encryption_key".into(),
                     origin,
                     problem,
-                })?))
+                })?)]
             }
-            None if env == RunEnv::Production => {
+            (None, Some((v, origin))) => {
+                let mut keys = Vec::new();
+                for (i, part) in v.split(',').map(str::trim).enumerate() {
+                    if part.is_empty() {
+                        continue;
+                    }
+                    let key = crate::crypto::decode_key(part).map_err(|problem| ConfigError {
+                        key: "encryption_keys".into(),
+                        origin: origin.clone(),
+                        problem: format!("key {} {problem}", i + 1),
+                    })?;
+                    keys.push(Secret::new(key));
+                }
+                if keys.is_empty() {
+                    return Err(ConfigError {
+                        key: "encryption_keys".into(),
+                        origin,
+                        problem: "holds no key; list base64 keys separated by commas, current first".into(),
+                    });
+                }
+                keys
+            }
+            (None, None) if env == RunEnv::Production => {
                 return Err(ConfigError {
                     key: "encryption_key".into(),
                     origin: "GOBLIN_ENCRYPTION_KEY".into(),
                     problem: "is required when env = production (32 random bytes, base64: \
-                              `openssl rand -base64 32`)"
+                              `openssl rand -base64 32`; GOBLIN_ENCRYPTION_KEYS holds several)"
                         .into(),
                 });
             }
-            None => None,
+            (None, None) => Vec::new(),
         };
+
+        let provider_env = sources
+            .env
+            .iter()
+            .filter(|(k, v)| PROVIDER_ENV.contains(&k.as_str()) && !v.trim().is_empty())
+            .map(|(k, v)| (k.clone(), Secret::new(v.trim().to_string())))
+            .collect();
 
         let auth = AuthConfig {
             rate_limit_per_ip: r.u32("auth.rate_limit_per_ip", 1, 1_000_000)?.unwrap_or(30),
@@ -450,14 +524,20 @@ impl Config {
             filter: r.string("log.filter")?.map(|(v, _)| v).unwrap_or_else(|| "info".into()),
         };
 
+        let settings_refresh = std::time::Duration::from_millis(u64::from(
+            r.u32("settings_refresh_ms", 50, 3_600_000)?.unwrap_or(2_000),
+        ));
+
         Ok(Config {
+            settings_refresh,
             listen,
             public_url,
             data_dir,
             env,
             database: DatabaseConfig { url: Secret::new(db_url), backend, pool },
             redis_url,
-            encryption_key,
+            encryption_keys,
+            provider_env,
             auth,
             log,
             unknown_env,
@@ -479,7 +559,12 @@ impl Config {
                 "pool": self.database.pool,
             },
             "redis_url": self.redis_url.as_ref().map(|u| mask_url(u.expose())),
-            "encryption_key": if self.encryption_key.is_some() { "set" } else { "development key in data_dir" },
+            "encryption_keys": if self.encryption_keys.is_empty() {
+                "development key in data_dir".to_string()
+            } else {
+                format!("{} set", self.encryption_keys.len())
+            },
+            "provider_env": self.provider_env.keys().collect::<Vec<_>>(),
             "auth": self.auth,
             "log": { "format": self.log.format, "filter": self.log.filter },
         })
@@ -776,10 +861,43 @@ mod tests {
     }
 
     #[test]
+    fn several_encryption_keys_current_first_and_not_both_forms() {
+        let a = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // bytes 0..32
+        let b = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="; // bytes 32..64
+        let c = Config::load(&env(&[("GOBLIN_ENCRYPTION_KEYS", &format!("{b}, {a}"))])).unwrap();
+        assert_eq!(c.encryption_keys.len(), 2);
+        assert_eq!(c.encryption_keys[0].expose()[0], 32, "the first listed key is current");
+        let e = Config::load(&env(&[("GOBLIN_ENCRYPTION_KEYS", &format!("{a},c2hvcnQ="))])).unwrap_err();
+        assert_eq!(e.key, "encryption_keys");
+        assert!(e.to_string().contains("key 2 decodes to 5 bytes"), "{e}");
+        let e = Config::load(&env(&[("GOBLIN_ENCRYPTION_KEYS", " , ")])).unwrap_err();
+        assert!(e.to_string().contains("holds no key"), "{e}");
+        let e =
+            Config::load(&env(&[("GOBLIN_ENCRYPTION_KEY", a), ("GOBLIN_ENCRYPTION_KEYS", b)])).unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        assert!(!e.to_string().contains(a) && !e.to_string().contains(b));
+    }
+
+    #[test]
+    fn provider_environment_is_collected_and_never_printed() {
+        let c = Config::load(&env(&[
+            ("OPENAI_API_KEY", "sk-live-abcdef123456"),
+            ("SILLICONFLOW_API_KEY", "sf-1"),
+            ("ANTHROPIC_API_KEY", "  "),
+            ("UNRELATED_API_KEY", "x"),
+        ]))
+        .unwrap();
+        let names: Vec<&str> = c.provider_env.keys().map(String::as_str).collect();
+        assert_eq!(names, ["OPENAI_API_KEY", "SILLICONFLOW_API_KEY"]);
+        assert!(!format!("{c:?}").contains("sk-live"));
+        assert!(!c.to_masked_json().to_string().contains("sk-live"));
+    }
+
+    #[test]
     fn encryption_key_is_checked_and_required_in_production() {
         let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // bytes 0..32
         let c = Config::load(&env(&[("GOBLIN_ENCRYPTION_KEY", key)])).unwrap();
-        assert_eq!(c.encryption_key.unwrap().expose()[31], 31);
+        assert_eq!(c.encryption_keys[0].expose()[31], 31);
         let e = Config::load(&env(&[("GOBLIN_ENCRYPTION_KEY", "c2hvcnQ=")])).unwrap_err();
         assert_eq!(e.key, "encryption_key");
         assert!(e.to_string().contains("32 bytes"), "{e}");

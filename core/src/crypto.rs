@@ -3,9 +3,13 @@
 //! Every sealed value records the id of the key that sealed it, and is bound (as associated data) to
 //! what it is, e.g. `signing_key:<kid>`, so a ciphertext copied onto another row does not open.
 //!
-//! Security: the key comes from `GOBLIN_ENCRYPTION_KEY`. Without it, development installs use a key
-//! generated into `<data_dir>/encryption.key`; anyone who can read that file can open every stored
-//! secret, so production (`GOBLIN_ENV=production`) refuses to start without the variable.
+//! Keys come from `GOBLIN_ENCRYPTION_KEYS` (current first, then older keys still needed to open what
+//! they sealed) or `GOBLIN_ENCRYPTION_KEY` (a one-key ring). `goblin keys rotate-encryption` re-seals
+//! every stored secret under the current key, after which older keys can be dropped.
+//!
+//! Security: without a configured key, development installs use a key generated into
+//! `<data_dir>/encryption.key`; anyone who can read that file can open every stored secret, so
+//! production (`GOBLIN_ENV=production`) refuses to start without a configured key.
 
 use std::{collections::HashMap, path::Path};
 
@@ -71,24 +75,40 @@ impl std::fmt::Debug for Keyring {
 impl Keyring {
     /// A ring with one key, which is current.
     pub fn single(key: [u8; 32]) -> Self {
-        let id = key_id(&key);
-        Self { current: id.clone(), keys: HashMap::from([(id, Secret::new(key))]) }
+        Self::new(key, [])
     }
 
-    /// The configured key, or in development the key in `<data_dir>/encryption.key` (created on first
-    /// use, readable by the owner only). The boolean is true when the development key is in use.
+    /// A ring whose `current` key seals, and which can also open what `older` keys sealed.
+    pub fn new(current: [u8; 32], older: impl IntoIterator<Item = [u8; 32]>) -> Self {
+        let id = key_id(&current);
+        let mut keys: HashMap<String, Secret<[u8; 32]>> =
+            older.into_iter().map(|k| (key_id(&k), Secret::new(k))).collect();
+        keys.insert(id.clone(), Secret::new(current));
+        Self { current: id, keys }
+    }
+
+    /// The configured keys (the first is current), or in development the key in
+    /// `<data_dir>/encryption.key` (created on first use, readable by the owner only). The boolean is
+    /// true when the development key is in use.
     ///
     /// # Errors
     /// When the development key file cannot be read or created.
     pub fn from_config(config: &Config) -> Result<(Self, bool), CryptoError> {
-        match &config.encryption_key {
-            Some(k) => Ok((Self::single(*k.expose()), false)),
+        match config.encryption_keys.split_first() {
+            Some((current, older)) => {
+                Ok((Self::new(*current.expose(), older.iter().map(|k| *k.expose())), false))
+            }
             None => Ok((Self::single(dev_key(&config.data_dir)?), true)),
         }
     }
 
     pub fn current_id(&self) -> &str {
         &self.current
+    }
+
+    /// Whether this ring holds the key with this id.
+    pub fn has(&self, key_id: &str) -> bool {
+        self.keys.contains_key(key_id)
     }
 
     /// Seals `plaintext` with the current key, bound to `label`.
@@ -189,6 +209,18 @@ mod tests {
         assert_eq!(ring(1).open("y", &sealed).unwrap_err(), CryptoError::Tampered);
         let short = Sealed { key_id: sealed.key_id.clone(), bytes: vec![0; 5] };
         assert_eq!(ring(1).open("x", &short).unwrap_err(), CryptoError::Tampered);
+    }
+
+    #[test]
+    fn older_keys_open_what_they_sealed_and_new_secrets_use_the_current_key() {
+        let old = ring(1);
+        let sealed = old.seal("x", b"value");
+        let both = Keyring::new([2; 32], [[1; 32]]);
+        assert_eq!(both.current_id(), key_id(&[2; 32]));
+        assert!(both.has(&key_id(&[1; 32])) && both.has(&key_id(&[2; 32])));
+        assert_eq!(both.open("x", &sealed).unwrap().expose(), b"value");
+        assert_eq!(both.seal("x", b"value").key_id, key_id(&[2; 32]));
+        assert!(!format!("{both:?}").contains("[1, 1"), "key bytes never print");
     }
 
     #[test]

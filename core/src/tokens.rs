@@ -146,7 +146,8 @@ pub struct TokenService {
     cache: RwLock<HashMap<String, Arc<Secret<Vec<u8>>>>>,
 }
 
-fn label(kid: &str) -> String {
+/// What a signing key is sealed as (see [`crate::crypto`]).
+pub fn label(kid: &str) -> String {
     format!("signing_key:{kid}")
 }
 
