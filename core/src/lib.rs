@@ -13,10 +13,13 @@ pub mod db;
 pub mod entities;
 pub mod health;
 pub mod passkeys;
+pub mod providers;
 pub mod rate_limit;
 pub mod redis_store;
+pub mod rotation;
 pub mod secret;
 pub mod sessions;
+pub mod settings;
 pub mod tokens;
 pub mod users;
 

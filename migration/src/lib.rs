@@ -23,6 +23,8 @@ mod m20261129_000017_create_audit_log;
 mod m20261129_000018_create_passkeys;
 mod m20261129_000019_create_sessions;
 mod m20261129_000020_create_invites;
+mod m20261129_000021_create_provider_checks;
+mod m20261129_000022_create_provider_seeds;
 
 /// The 14 tables of the initial schema, in creation order.
 pub const TABLES: [&str; 14] = [
@@ -68,6 +70,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000018_create_passkeys::Migration),
             Box::new(m20261129_000019_create_sessions::Migration),
             Box::new(m20261129_000020_create_invites::Migration),
+            Box::new(m20261129_000021_create_provider_checks::Migration),
+            Box::new(m20261129_000022_create_provider_seeds::Migration),
         ]
     }
 }

@@ -7,7 +7,7 @@ use super::m20261129_000002_create_providers::Providers;
 pub struct Migration;
 
 #[derive(DeriveIden)]
-enum ProviderCredentials {
+pub enum ProviderCredentials {
     Table,
     Id,
     ProviderId,
