@@ -22,6 +22,9 @@ pub enum AppError {
     /// The caller must sign in first.
     #[error("sign in first")]
     Unauthorized,
+    /// The thing asked for does not exist (an unknown id).
+    #[error("{0}")]
+    NotFound(String),
     /// Signed in, but the role does not allow it.
     #[error("your role does not allow this")]
     Forbidden,
@@ -57,6 +60,7 @@ impl AppError {
             AppError::Unavailable(_) => 503,
             AppError::Unauthorized => 401,
             AppError::Forbidden => 403,
+            AppError::NotFound(_) => 404,
             AppError::Refused(_) => 400,
             AppError::RateLimited(_) => 429,
         }

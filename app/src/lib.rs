@@ -14,15 +14,16 @@ pub mod webauthn_client;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
-    StaticSegment,
+    ParamSegment, StaticSegment,
     components::{Route, Router, Routes},
 };
 
 use crate::{
     components::layout::Layout,
     pages::{
-        account::AccountPage, admin::AdminPage, home::HomePage, not_found::NotFound, setup::SetupPage,
-        signin::SignInPage,
+        account::AccountPage, admin::AdminPage, admin_provider::AdminProviderPage,
+        admin_providers::AdminProvidersPage, admin_settings::AdminSettingsPage, home::HomePage,
+        not_found::NotFound, setup::SetupPage, signin::SignInPage,
     },
 };
 
@@ -62,6 +63,12 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("") view=HomePage />
                     <Route path=StaticSegment("account") view=AccountPage />
                     <Route path=StaticSegment("admin") view=AdminPage />
+                    <Route path=(StaticSegment("admin"), StaticSegment("providers")) view=AdminProvidersPage />
+                    <Route
+                        path=(StaticSegment("admin"), StaticSegment("providers"), ParamSegment("id"))
+                        view=AdminProviderPage
+                    />
+                    <Route path=(StaticSegment("admin"), StaticSegment("settings")) view=AdminSettingsPage />
                     <Route path=StaticSegment("invite") view=|| view! { <SetupPage invite=true /> } />
                     <Route path=StaticSegment("signin") view=SignInPage />
                     <Route path=StaticSegment("setup") view=|| view! { <SetupPage /> } />

@@ -2,6 +2,9 @@
 
 pub mod account;
 pub mod admin;
+pub mod admin_provider;
+pub mod admin_providers;
+pub mod admin_settings;
 pub mod home;
 pub mod not_found;
 pub mod setup;

@@ -5,3 +5,5 @@ pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod health;
+pub mod providers;
+pub mod settings;

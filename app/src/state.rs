@@ -23,4 +23,8 @@ pub struct AppState {
     /// Where browser sessions live (the database, or Redis when configured).
     pub sessions: goblin_core::sessions::Store,
     pub clock: SharedClock,
+    /// Runtime settings, refreshed from the database on every instance.
+    pub settings: Arc<goblin_core::settings::Settings>,
+    /// Providers, their encrypted keys, models and live checks.
+    pub providers: Arc<goblin_core::providers::ProviderService>,
 }

@@ -39,11 +39,14 @@ pub async fn require_sign_in(State(state): State<AppState>, req: Request, next: 
     let user_id = match req.extensions().get::<Session>() {
         Some(session) => {
             let signed_in_at = session.get::<i64>(SIGNED_IN_AT_KEY).await.ok().flatten().unwrap_or(0);
-            let limit = state.config.auth.session_absolute_hours;
+            let limit = state.settings.u32(goblin_core::settings::keys::SESSION_ABSOLUTE_HOURS);
             if within_absolute_lifetime(signed_in_at, state.clock.now(), limit) {
                 let user = session.get::<String>(USER_ID_KEY).await.ok().flatten();
                 if user.is_some() {
-                    goblin_core::sessions::touch(session, state.config.auth.session_idle_minutes);
+                    goblin_core::sessions::touch(
+                        session,
+                        state.settings.u32(goblin_core::settings::keys::SESSION_IDLE_MINUTES),
+                    );
                 }
                 user
             } else {
@@ -92,7 +95,11 @@ pub async fn limit_sign_in_attempts(State(state): State<AppState>, req: Request,
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
-    match state.rate_limiter.hit(&format!("auth-ip:{ip}"), state.config.auth.rate_limit_per_ip).await {
+    match state
+        .rate_limiter
+        .hit(&format!("auth-ip:{ip}"), state.settings.u32(goblin_core::settings::keys::RATE_LIMIT_PER_IP))
+        .await
+    {
         Ok(goblin_core::rate_limit::Decision::Allowed) => next.run(req).await,
         Ok(goblin_core::rate_limit::Decision::Limited { retry_after_s }) => {
             tracing::warn!(%ip, path = %req.uri().path(), "sign-in attempts rate limited");

@@ -96,6 +96,9 @@ pub enum KeysAction {
     /// Promote the standby JWT signing key to current and make a new standby. Tokens signed with the
     /// previous key stay valid until they expire.
     RotateJwt,
+    /// Re-seal every stored secret (provider keys, JWT signing keys) under the current encryption key
+    /// (the first in GOBLIN_ENCRYPTION_KEYS), in one transaction; afterwards older keys can be dropped.
+    RotateEncryption,
 }
 
 #[derive(Debug, Subcommand)]
@@ -331,6 +334,22 @@ async fn run_admin(config: &Config, action: AdminAction) -> anyhow::Result<ExitC
                 "rotated JWT signing keys: current {} (was standby), new standby {}, retired {} (its tokens stay valid until they expire)",
                 r.current, r.standby, r.retired
             );
+        }
+        AdminAction::Keys(KeysAction::RotateEncryption) => {
+            let (keyring, dev) = goblin_core::crypto::Keyring::from_config(config)?;
+            if dev {
+                eprintln!(
+                    "note: no GOBLIN_ENCRYPTION_KEYS set; using the development key in the data directory"
+                );
+            }
+            match goblin_core::rotation::rotate(&conn, &keyring).await {
+                Ok(r) => println!(
+                    "re-sealed {} secrets under encryption key {}; {} were already under it. Keys other than {} are no longer needed by stored secrets.",
+                    r.resealed, r.current_key, r.already_current, r.current_key
+                ),
+                Err(e @ goblin_core::rotation::RotationError::MissingKeys(_)) => return usage(e.to_string()),
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -21,8 +21,10 @@ use goblin_core::{
     db,
     health::HealthService,
     passkeys::PasskeyService,
+    providers::ProviderService,
     redis_store::RedisHandle,
     sessions::{DbSessionStore, RedisSessionStore, Store},
+    settings::Settings,
     tokens::TokenService,
 };
 use leptos::{config::LeptosOptions, prelude::provide_context};
@@ -71,14 +73,29 @@ impl Application {
         if dev_key {
             tracing::warn!(
                 path = %config.data_dir.join("encryption.key").display(),
-                "GOBLIN_ENCRYPTION_KEY is not set: stored secrets are sealed with a development key kept \
+                "GOBLIN_ENCRYPTION_KEYS is not set: stored secrets are sealed with a development key kept \
                  in the data directory. Anyone who can read that file can open them. Set \
-                 GOBLIN_ENCRYPTION_KEY (32 random bytes, base64) before going to production."
+                 GOBLIN_ENCRYPTION_KEYS (32 random bytes, base64) before going to production."
             );
         }
+        let keyring = Arc::new(keyring);
+        // A secret this server cannot open would fail later, one request at a time: say so now.
+        goblin_core::rotation::check_keys(&conn, &keyring)
+            .await
+            .context("Failed to check the encryption keys")?;
         let clock = clock::system();
-        let tokens = Arc::new(TokenService::new(conn.clone(), Arc::new(keyring), clock.clone()));
+        let tokens = Arc::new(TokenService::new(conn.clone(), keyring.clone(), clock.clone()));
         tokens.ensure_keys().await.context("Failed to prepare the token signing keys")?;
+
+        let settings = Arc::new(Settings::new(conn.clone(), clock.clone(), &config));
+        settings.load().await.context("Failed to read the runtime settings")?;
+        settings.spawn_refresher(config.settings_refresh);
+        let providers =
+            Arc::new(ProviderService::new(conn.clone(), keyring.clone(), clock.clone(), settings.clone()));
+        providers
+            .seed_from_env(&config.provider_env)
+            .await
+            .context("Failed to create providers from the environment")?;
 
         let listener = TcpListener::bind(config.listen)
             .await
@@ -139,6 +156,8 @@ impl Application {
             config: Arc::new(config),
             tokens,
             clock,
+            settings,
+            providers,
         };
         if !assets::has_frontend() {
             tracing::warn!("the compiled front end is missing; pages are served without hydration");

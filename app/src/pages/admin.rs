@@ -1,13 +1,36 @@
-//! Admin: accounts and roles, invites, and the audit log.
+//! Admin: accounts and roles, invites, and the audit log; and the Admin section's navigation.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::server_fns::admin::{CreateInvite, SetUserRole, SetUserStatus, audit_log, list_users};
 
-const CARD: &str = "rounded-lg border border-slate-200 bg-white p-4 shadow-sm space-y-3";
-const BUTTON: &str = "rounded border border-slate-900 px-3 py-1 text-sm font-medium hover:bg-slate-100";
-const INPUT: &str = "rounded border border-slate-400 px-2 py-1 text-sm";
+use crate::components::ui::{BUTTON, CARD, INPUT};
+
+/// The Admin section's own navigation, on every admin page.
+#[component]
+pub fn AdminNav(current: &'static str) -> impl IntoView {
+    let links = [
+        ("/admin", "Accounts and audit"),
+        ("/admin/providers", "Providers"),
+        ("/admin/settings", "Settings"),
+        ("/account", "Your API tokens"),
+    ];
+    view! {
+        <nav aria-label="Admin" class="flex flex-wrap gap-2 border-b border-slate-200 pb-2 text-sm">
+            {links.into_iter().map(|(href, label)| {
+                let here = href == current;
+                view! {
+                    <a
+                        href=href
+                        aria-current=here.then_some("page")
+                        class=if here { "rounded bg-slate-900 px-3 py-1 font-medium text-white" } else { "rounded px-3 py-1 font-medium text-slate-800 hover:bg-slate-200" }
+                    >{label}</a>
+                }
+            }).collect_view()}
+        </nav>
+    }
+}
 
 #[component]
 pub fn AdminPage() -> impl IntoView {
@@ -27,6 +50,7 @@ pub fn AdminPage() -> impl IntoView {
         <Title text="Admin" />
         <div class="space-y-8">
             <h1 class="text-2xl font-bold">"Admin"</h1>
+            <AdminNav current="/admin" />
             <section aria-labelledby="users-heading" class=CARD>
                 <h2 id="users-heading" class="text-lg font-semibold">"Accounts"</h2>
                 <Transition fallback=|| view! { <p>"Loading…"</p> }>

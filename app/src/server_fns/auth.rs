@@ -53,7 +53,7 @@ pub(crate) mod ssr {
         };
         let signed_in_at =
             session.get::<i64>(SIGNED_IN_AT_KEY).await.map_err(AppError::internal)?.unwrap_or(0);
-        let limit = state.config.auth.session_absolute_hours;
+        let limit = state.settings.u32(goblin_core::settings::keys::SESSION_ABSOLUTE_HOURS);
         if !goblin_core::sessions::within_absolute_lifetime(signed_in_at, state.clock.now(), limit) {
             session.flush().await.map_err(AppError::internal)?;
             return Ok(None);
@@ -62,7 +62,10 @@ pub(crate) mod ssr {
         let user = users::Entity::find_by_id(id).one(&state.db).await.map_err(AppError::internal)?;
         let user = user.filter(|u| u.status == "active");
         if user.is_some() {
-            goblin_core::sessions::touch(session, state.config.auth.session_idle_minutes);
+            goblin_core::sessions::touch(
+                session,
+                state.settings.u32(goblin_core::settings::keys::SESSION_IDLE_MINUTES),
+            );
         }
         Ok(user)
     }
@@ -171,7 +174,11 @@ pub async fn signin_start(username: Option<String>) -> Result<(String, RequestCh
     let state = ssr::state()?;
     if let Some(name) = username.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
         let key = format!("auth-user:{}", name.to_lowercase());
-        match state.rate_limiter.hit(&key, state.config.auth.rate_limit_per_user).await {
+        match state
+            .rate_limiter
+            .hit(&key, state.settings.u32(goblin_core::settings::keys::RATE_LIMIT_PER_USER))
+            .await
+        {
             Ok(goblin_core::rate_limit::Decision::Allowed) => {}
             Ok(goblin_core::rate_limit::Decision::Limited { retry_after_s }) => {
                 return Err(AppError::RateLimited(retry_after_s).respond());

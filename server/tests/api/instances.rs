@@ -96,6 +96,8 @@ async fn passkey_ceremonies_cross_instances_end_to_end() {
         ("REDIS_URL", redis.as_str()),
         ("GOBLIN_PUBLIC_URL", public),
         ("GOBLIN_AUTH_RATE_LIMIT_PER_IP", "100000"),
+        // Instances on one database share its encryption keys.
+        ("GOBLIN_ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
     ];
     let a = spawn_app_on(db, &env).await;
     let setup_link = a.setup_url.clone().expect("a fresh database offers a setup link");
