@@ -47,17 +47,31 @@ say "building the site and server (cargo leptos build)"
 cargo leptos build
 
 say "Rust tests"
-cargo test -p goblin-core -p goblin-migration -p goblin-app -p goblin-server
+cargo test -p goblin-core -p goblin-migration -p goblin-app -p goblin-server -p goblin-mock-upstream
+cargo build -p goblin-mock-upstream --bin goblin-mock-upstream
 
 say "browser tests"
 work=$(mktemp -d)
 server_pid=""
+mock_pid=""
 cleanup() {
-  [ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true
-  [ -z "$server_pid" ] || wait "$server_pid" 2>/dev/null || true
+  for pid in $server_pid $mock_pid; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
+# The provider tests talk to the mock upstream, which accepts one key.
+mock_key="sk-e2e-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+target/debug/goblin-mock-upstream --listen 127.0.0.1:0 --keys "$mock_key" >"$work/mock.log" 2>&1 &
+mock_pid=$!
+for _ in $(seq 1 50); do
+  mock_url=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/mock.log" | head -n 1 || true)
+  [ -n "$mock_url" ] && break
+  sleep 0.1
+done
+[ -n "$mock_url" ] || { cat "$work/mock.log" >&2; fail "the mock upstream did not start"; }
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 env -u DATABASE_URL -u REDIS_URL -u GOBLIN_CONFIG GOBLIN_LISTEN="127.0.0.1:$port" GOBLIN_PUBLIC_URL="http://localhost:$port" \
   GOBLIN_DATA_DIR="$work/data" GOBLIN_LOG="warn" target/debug/goblin serve >"$work/server.log" 2>&1 &
@@ -70,5 +84,6 @@ done
 setup_url=$(grep -o 'http://[^ ]*/setup?token=[A-Za-z0-9_-]*' "$work/server.log" | head -n 1)
 [ -n "$setup_url" ] || { cat "$work/server.log" >&2; fail "the server printed no setup link"; }
 (cd end2end && GOBLIN_BASE_URL="http://localhost:$port" GOBLIN_SETUP_URL="$setup_url" \
+  GOBLIN_E2E_STATE="$work/admin-state.json" GOBLIN_MOCK_URL="$mock_url" GOBLIN_MOCK_KEY="$mock_key" \
   node --test --test-concurrency=1 tests/) || {
   echo "--- server log ---" >&2; tail -n 50 "$work/server.log" >&2; exit 1; }

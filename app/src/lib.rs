@@ -14,7 +14,7 @@ pub mod webauthn_client;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
-    ParamSegment, StaticSegment,
+    ParamSegment, SsrMode, StaticSegment,
     components::{Route, Router, Routes},
 };
 
@@ -61,14 +61,15 @@ pub fn App() -> impl IntoView {
             <Layout>
                 <Routes fallback=|| view! { <NotFound /> }>
                     <Route path=StaticSegment("") view=HomePage />
-                    <Route path=StaticSegment("account") view=AccountPage />
-                    <Route path=StaticSegment("admin") view=AdminPage />
-                    <Route path=(StaticSegment("admin"), StaticSegment("providers")) view=AdminProvidersPage />
+                    <Route path=StaticSegment("account") ssr=SsrMode::InOrder view=AccountPage />
+                    <Route path=StaticSegment("admin") ssr=SsrMode::InOrder view=AdminPage />
+                    <Route path=(StaticSegment("admin"), StaticSegment("providers")) ssr=SsrMode::InOrder view=AdminProvidersPage />
                     <Route
                         path=(StaticSegment("admin"), StaticSegment("providers"), ParamSegment("id"))
+                        ssr=SsrMode::InOrder
                         view=AdminProviderPage
                     />
-                    <Route path=(StaticSegment("admin"), StaticSegment("settings")) view=AdminSettingsPage />
+                    <Route path=(StaticSegment("admin"), StaticSegment("settings")) ssr=SsrMode::InOrder view=AdminSettingsPage />
                     <Route path=StaticSegment("invite") view=|| view! { <SetupPage invite=true /> } />
                     <Route path=StaticSegment("signin") view=SignInPage />
                     <Route path=StaticSegment("setup") view=|| view! { <SetupPage /> } />

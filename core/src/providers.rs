@@ -138,6 +138,15 @@ pub struct SyncReport {
     pub kept: usize,
 }
 
+/// A [`ProviderInput`] that passed validation.
+struct ValidProvider {
+    name: String,
+    kind: ProviderKind,
+    base_url: Option<String>,
+    priority: i32,
+    caps: Vec<String>,
+}
+
 pub struct ProviderService {
     db: DatabaseConnection,
     keyring: Arc<Keyring>,
@@ -460,10 +469,7 @@ impl ProviderService {
         Ok(ProviderDetail { provider, keys, models, checks })
     }
 
-    fn validated(
-        &self,
-        input: &ProviderInput,
-    ) -> Result<(String, ProviderKind, Option<String>, i32, Vec<String>), ProviderError> {
+    fn validated(&self, input: &ProviderInput) -> Result<ValidProvider, ProviderError> {
         let name = validate_name(&input.name)?;
         let kind: ProviderKind = input.kind.parse().map_err(|e: String| invalid(format!("kind: {e}")))?;
         let base_url = validate_base_url(&input.base_url)?;
@@ -474,7 +480,7 @@ impl ProviderService {
         }
         let priority = parse_int("priority", &input.priority, 0, 10_000)?.unwrap_or(100) as i32;
         let caps = validate_capabilities(&input.capabilities, kind.default_capabilities())?;
-        Ok((name, kind, base_url, priority, caps))
+        Ok(ValidProvider { name, kind, base_url, priority, caps })
     }
 
     async fn name_taken(&self, name: &str, except: Option<Uuid>) -> Result<bool, DbErr> {
@@ -492,7 +498,7 @@ impl ProviderService {
         actor: Option<Uuid>,
         input: &ProviderInput,
     ) -> Result<providers::Model, ProviderError> {
-        let (name, kind, base_url, priority, caps) = self.validated(input)?;
+        let ValidProvider { name, kind, base_url, priority, caps } = self.validated(input)?;
         if self.name_taken(&name, None).await? {
             return Err(ProviderError::NameTaken(name));
         }
@@ -532,7 +538,7 @@ impl ProviderService {
         input: &ProviderInput,
     ) -> Result<providers::Model, ProviderError> {
         let current = self.provider(id).await?;
-        let (name, kind, base_url, priority, caps) = self.validated(input)?;
+        let ValidProvider { name, kind, base_url, priority, caps } = self.validated(input)?;
         if self.name_taken(&name, Some(id)).await? {
             return Err(ProviderError::NameTaken(name));
         }

@@ -184,4 +184,8 @@ describe("first run, sign-in and the home page", () => {
   test("no errors surfaced in the page", () => {
     assert.deepEqual(errors, []);
   });
+
+  test("the admin's session is kept for the next test files", async () => {
+    if (process.env.GOBLIN_E2E_STATE) await context.storageState({ path: process.env.GOBLIN_E2E_STATE });
+  });
 });

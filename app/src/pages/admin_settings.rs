@@ -13,9 +13,10 @@ use crate::{
 
 #[component]
 pub fn AdminSettingsPage() -> impl IntoView {
-    let set = ServerAction::<SetSetting>::new();
-    let reset = ServerAction::<ResetSetting>::new();
-    let settings = Resource::new(move || (set.version().get(), reset.version().get()), |_| list_settings());
+    // Each setting's form has its own action (so a refusal shows beside its own field); a success
+    // anywhere reloads the list.
+    let changed = RwSignal::new(0u32);
+    let settings = Resource::new(move || changed.get(), |_| list_settings());
 
     view! {
         <Title text="Settings" />
@@ -39,7 +40,7 @@ pub fn AdminSettingsPage() -> impl IntoView {
                                 <section aria-labelledby=labelled class=CARD>
                                     <h2 id=heading class="text-lg font-semibold">{group}</h2>
                                     <ul class="divide-y divide-slate-200">
-                                        {rows.into_iter().map(|s| view! { <SettingItem s=s set=set reset=reset /> }).collect_view()}
+                                        {rows.into_iter().map(|s| view! { <SettingItem s=s changed=changed /> }).collect_view()}
                                     </ul>
                                 </section>
                             }
@@ -52,14 +53,16 @@ pub fn AdminSettingsPage() -> impl IntoView {
 }
 
 #[component]
-fn SettingItem(
-    s: SettingRow,
-    set: ServerAction<SetSetting>,
-    reset: ServerAction<ResetSetting>,
-) -> impl IntoView {
+fn SettingItem(s: SettingRow, changed: RwSignal<u32>) -> impl IntoView {
+    let set = ServerAction::<SetSetting>::new();
+    let reset = ServerAction::<ResetSetting>::new();
+    Effect::new(move |_| {
+        if matches!(set.value().get(), Some(Ok(()))) || matches!(reset.value().get(), Some(Ok(()))) {
+            changed.update(|n| *n += 1);
+        }
+    });
     let field = format!("setting-{}", s.key.replace('.', "-"));
     let (key, key_reset) = (s.key.clone(), s.key.clone());
-    let key_for_error = s.key.clone();
     let (field_li, field_label) = (field.clone(), field.clone());
     let rule = match s.kind.as_str() {
         "int" => format!(
@@ -93,12 +96,10 @@ fn SettingItem(
         }
         .into_any(),
     };
-    // Only the form that was submitted shows the refusal.
-    let error = move || match (set.input().get(), set.value().get()) {
-        (Some(input), Some(Err(e))) if input.key == key_for_error => Some(e.to_string()),
+    let error = move || match set.value().get() {
+        Some(Err(e)) => Some(e.to_string()),
         _ => None,
     };
-    let error_after = error.clone();
     view! {
         <li class="space-y-1 py-3" data-testid=field_li>
             <ActionForm action=set attr:class="flex flex-wrap items-center gap-2">
@@ -111,7 +112,7 @@ fn SettingItem(
                 </span>
             </ActionForm>
             <p class="text-sm text-slate-700">{s.description.clone()} " Allowed: " {rule} "."</p>
-            <p role="alert" class="text-sm text-rose-800">{error_after}</p>
+            <p role="alert" class="text-sm text-rose-800">{error}</p>
             {(!s.is_default).then(|| view! {
                 <ActionForm action=reset>
                     <input type="hidden" name="key" value=key_reset />

@@ -190,6 +190,15 @@ mod ssr {
             .collect()
     }
 
+    /// `true` for `yes`, `false` for `no`, otherwise a refusal naming the field.
+    pub fn one_of(value: &str, yes: &str, no: &str, field: &str) -> Result<bool, AppError> {
+        match value {
+            v if v == yes => Ok(true),
+            v if v == no => Ok(false),
+            _ => Err(AppError::Refused(format!("{field} must be {yes} or {no}")).respond()),
+        }
+    }
+
     pub fn confirmed(confirm: &Option<String>, what: &str) -> Result<(), AppError> {
         if confirm.is_none() {
             return Err(
@@ -328,11 +337,7 @@ pub async fn update_provider(
 #[server(prefix = "/fn", endpoint = "admin/provider-enabled")]
 pub async fn set_provider_enabled(id: String, enabled: String) -> Result<(), AppError> {
     let (state, admin) = require_admin().await?;
-    let enabled = match enabled.as_str() {
-        "true" => true,
-        "false" => false,
-        _ => return Err(AppError::Refused("enabled must be true or false".into()).respond()),
-    };
+    let enabled = one_of(&enabled, "true", "false", "enabled")?;
     state.providers.set_enabled(Some(admin.id), parse_id(&id)?, enabled).await.map_err(map_err)
 }
 
@@ -343,11 +348,7 @@ pub async fn set_provider_enabled(id: String, enabled: String) -> Result<(), App
 #[server(prefix = "/fn", endpoint = "admin/provider-move")]
 pub async fn move_provider(id: String, direction: String) -> Result<(), AppError> {
     let (state, admin) = require_admin().await?;
-    let up = match direction.as_str() {
-        "up" => true,
-        "down" => false,
-        _ => return Err(AppError::Refused("direction must be up or down".into()).respond()),
-    };
+    let up = one_of(&direction, "up", "down", "direction")?;
     state.providers.move_provider(Some(admin.id), parse_id(&id)?, up).await.map_err(map_err)
 }
 

@@ -2,11 +2,6 @@
 //! every kind, keys that never come back out (not in any answer, page or log line), model sync, and
 //! providers created once from the environment.
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
-
 use goblin_mock_upstream::{MockConfig, MockUpstream};
 use serde_json::Value;
 
@@ -169,56 +164,110 @@ async fn a_changed_key_takes_effect_at_once_and_keys_spread_over_calls() {
     app.stop().await;
 }
 
-/// A `tracing` writer that keeps every line.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Every 8-character piece of `key` (a mask shows at most a quarter of a key, so less than that).
 fn pieces(key: &str) -> Vec<&str> {
     (0..=key.len() - 8).map(|i| &key[i..i + 8]).collect()
 }
 
+/// `goblin serve` as a separate process logging at trace level into a file, so that every line it
+/// logs can be searched.
+struct LoggingServer {
+    child: std::process::Child,
+    base: String,
+    origin: String,
+    cookie: String,
+    client: reqwest::Client,
+    log: std::path::PathBuf,
+}
+
+impl LoggingServer {
+    async fn call(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("origin", &self.origin)
+            .header("cookie", &self.cookie)
+            .form(form)
+            .send()
+            .await
+            .expect("request sent");
+        (resp.status().as_u16(), resp.text().await.expect("body"))
+    }
+
+    async fn page(&self, path: &str) -> String {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.text().await.unwrap()
+    }
+}
+
+impl Drop for LoggingServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[tokio::test]
 async fn no_answer_page_or_log_line_ever_holds_a_key() {
-    // The server runs on this test's thread, so a thread-default subscriber sees all its logging.
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("trace")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // An admin and a session, made in-process on the database the server process will use.
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let url = db.url.clone();
+    let app = spawn_app_on(db, &[("GOBLIN_ENCRYPTION_KEY", KEY_A)]).await;
+    let admin = app.sign_in_as("root", "admin").await;
+    let cookie = app.new_session(admin).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = app.db.data_dir.path().join("server.log");
+    let child = std::process::Command::new(crate::helpers::goblin_bin())
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &url)
+        .env("GOBLIN_ENCRYPTION_KEY", KEY_A)
+        .env("GOBLIN_DATA_DIR", app.db.data_dir.path())
+        .env("GOBLIN_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GOBLIN_PUBLIC_URL", format!("http://localhost:{port}"))
+        .env("GOBLIN_LOG", "trace")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+        .spawn()
+        .expect("goblin serve starts");
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let origin = format!("http://localhost:{port}");
+    let server = LoggingServer { child, base, origin, cookie, client, log };
+    let mut up = false;
+    for _ in 0..200 {
+        if server.client.get(format!("{}/health", server.base)).send().await.is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(up, "the server process answers: {}", std::fs::read_to_string(&server.log).unwrap_or_default());
 
-    let app = spawn_app(Backend::Sqlite, &[]).await.unwrap();
-    app.sign_in_as("root", "admin").await;
     let mock = mock().await;
     let mut bodies: Vec<(String, String)> = Vec::new();
-    let mut record = |what: &str, body: String| bodies.push((what.to_string(), body));
-
-    let (s, id) = call(
-        &app,
-        "/fn/admin/provider-create",
-        &[
-            ("name", "main"),
-            ("kind", "openai"),
-            ("base_url", &mock.base_url("openai")),
-            ("priority", "5"),
-            ("key", BAD),
-        ],
-    )
-    .await;
-    assert_eq!(s, 200);
+    let (s, id) = server
+        .call(
+            "/fn/admin/provider-create",
+            &[
+                ("name", "main"),
+                ("kind", "openai"),
+                ("base_url", &mock.base_url("openai")),
+                ("priority", "5"),
+                ("key", BAD),
+            ],
+        )
+        .await;
+    assert_eq!(s, 200, "{id}");
     let id: String = serde_json::from_str(&id).unwrap();
     let both = format!("{GOOD} {BAD}");
     let in_url = format!("https://user:{GOOD}@example.com/v1");
@@ -249,26 +298,28 @@ async fn no_answer_page_or_log_line_ever_holds_a_key() {
         ),
     ];
     for (path, form) in &steps {
-        let (_, body) = call(&app, path, form).await;
-        record(path, body);
+        let (_, body) = server.call(path, form).await;
+        bodies.push((path.to_string(), body));
     }
-    let page = ok(&app, "/fn/admin/provider", &[("id", id)]).await;
+    let (_, page) = server.call("/fn/admin/provider", &[("id", id)]).await;
+    let page: Value = serde_json::from_str(&page).unwrap();
     for key in page["keys"].as_array().unwrap() {
         let kid = key["id"].as_str().unwrap();
-        let (_, body) = call(&app, "/fn/admin/provider-test", &[("provider_id", id), ("key_id", kid)]).await;
-        record("key test", body);
+        let (_, body) = server.call("/fn/admin/provider-test", &[("provider_id", id), ("key_id", kid)]).await;
+        bodies.push(("key test".into(), body));
     }
     for path in ["/admin/providers", &format!("/admin/providers/{id}"), "/admin"] {
-        let body = app.get(path).await.text().await.unwrap();
-        record(path, body);
+        bodies.push((path.to_string(), server.page(path).await));
     }
     // The bad key was echoed by the provider (shortened): the check still shows none of it.
     assert!(
         bodies.iter().any(|(_, b)| b.contains("Incorrect API key provided")),
         "the provider's message is shown"
     );
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.lines().count() > 50, "logging was captured");
+    let log = server.log.clone();
+    drop(server);
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.lines().count() > 100 && logs.contains("/fn/admin/key-add"), "logging was captured");
     for key in [GOOD, BAD] {
         for piece in pieces(key) {
             for (what, body) in &bodies {
@@ -389,7 +440,8 @@ async fn provider_forms_refuse_bad_input_with_clear_messages() {
     let app = spawn_app(Backend::Sqlite, &[]).await.unwrap();
     app.sign_in_as("root", "admin").await;
     let id = add_provider(&app, "main", "openai", "", "").await;
-    let cases: &[(&[(&str, &str)], u16, &str)] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], u16, &'a str);
+    let cases: &[Case] = &[
         (&[("name", ""), ("kind", "openai"), ("base_url", ""), ("priority", "")], 400, "name"),
         (&[("name", "main"), ("kind", "openai"), ("base_url", ""), ("priority", "")], 400, "already exists"),
         (
