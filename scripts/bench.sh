@@ -6,6 +6,9 @@
 #                              server-side render time of the home page (signed in: the first admin is
 #                              registered with a virtual passkey in Debian's chromium) and of the
 #                              sign-in page (wrk, one connection)
+#   scripts/bench.sh mock      requests a second the mock upstream (release build) answers on one
+#                              core: a model list, a chat completion, a streamed chat completion
+#                              (wrk, 16 connections, 10 s each)
 #
 # Run on an otherwise idle machine; loopback only.
 set -euo pipefail
@@ -78,8 +81,42 @@ bench_release() {
   echo "RSS after load: $(awk '/VmRSS/ {print $2, $3}' "/proc/$spid/status")"
 }
 
+bench_mock() {
+  command -v wrk >/dev/null || { echo "bench: wrk is needed (apt-get install wrk)" >&2; exit 1; }
+  cargo build --release -p goblin-mock-upstream --bin goblin-mock-upstream >/dev/null 2>&1
+  work=$(mktemp -d)
+  # One core for the mock, the other for wrk.
+  taskset -c 0 target/release/goblin-mock-upstream --listen 127.0.0.1:0 --keys bench-key >"$work/log" 2>&1 &
+  pid=$!
+  trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+  local url=""
+  for _ in $(seq 1 50); do
+    url=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/log" | head -n 1 || true)
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  [ -n "$url" ] || { echo "bench: the mock upstream did not start" >&2; exit 1; }
+  for stream in false true; do
+    cat >"$work/chat-$stream.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer bench-key"
+wrk.body = '{"model":"gpt-4o-mini","stream":$stream,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Say hello to the goblins in the cave"}]}'
+LUA
+  done
+  run() {
+    local what=$1; shift
+    taskset -c 1 wrk -t1 -c16 -d3s "$@" >/dev/null
+    echo "$what: $(taskset -c 1 wrk -t1 -c16 -d10s --latency "$@" | awk '/Requests\/sec/ {rps=$2} /50%/ {p50=$2} /99%/ {p99=$2} END {print rps " req/s, p50 " p50 ", p99 " p99}')"
+  }
+  run "GET /openai/v1/models" -H "Authorization: Bearer bench-key" "$url/openai/v1/models"
+  run "POST /openai/v1/chat/completions" -s "$work/chat-false.lua" "$url/openai/v1/chat/completions"
+  run "POST /openai/v1/chat/completions, stream (9 chunks + usage)" -s "$work/chat-true.lua" "$url/openai/v1/chat/completions"
+}
+
 case "${1:-}" in
   build) bench_build ;;
   release) bench_release ;;
-  *) echo "usage: scripts/bench.sh build|release" >&2; exit 2 ;;
+  mock) bench_mock ;;
+  *) echo "usage: scripts/bench.sh build|release|mock" >&2; exit 2 ;;
 esac

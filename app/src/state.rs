@@ -27,4 +27,6 @@ pub struct AppState {
     pub settings: Arc<goblin_core::settings::Settings>,
     /// Providers, their encrypted keys, models and live checks.
     pub providers: Arc<goblin_core::providers::ProviderService>,
+    /// The OpenAI-compatible gateway: routing, failover, streaming, request records.
+    pub gateway: Arc<goblin_core::gateway::Gateway>,
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod entities;
+pub mod gateway;
 pub mod health;
 pub mod passkeys;
 pub mod providers;

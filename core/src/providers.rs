@@ -153,6 +153,8 @@ pub struct ProviderService {
     clock: SharedClock,
     settings: Arc<Settings>,
     http: reqwest::Client,
+    /// Bumped after every change, so the gateway reloads its routing table at once.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// What a key is sealed as (see [`crate::crypto`]).
@@ -372,9 +374,15 @@ impl ProviderService {
             .user_agent(concat!("goblin-assistant/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
-        Self { db, keyring, clock, settings, http }
+        Self { db, keyring, clock, settings, http, changes: tokio::sync::watch::Sender::new(0) }
     }
 
+    /// Notified after every change to providers, keys or models.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Every change is audited, so this is also where the gateway hears of it.
     async fn audit(
         &self,
         actor: Option<Uuid>,
@@ -382,6 +390,7 @@ impl ProviderService {
         target: Uuid,
         detail: Value,
     ) -> Result<(), DbErr> {
+        self.changes.send_modify(|v| *v += 1);
         audit::record(
             &self.db,
             self.clock.as_ref(),

@@ -16,7 +16,7 @@ use goblin_core::sessions::{SIGNED_IN_AT_KEY, USER_ID_KEY, within_absolute_lifet
 use tower_sessions::Session;
 
 const PUBLIC_PREFIXES: &[&str] =
-    &["/signin", "/setup", "/invite", "/fn", "/api", "/health", "/pkg", "/favicon.ico"];
+    &["/signin", "/setup", "/invite", "/fn", "/api", "/v1", "/health", "/pkg", "/favicon.ico"];
 
 fn is_public(path: &str) -> bool {
     PUBLIC_PREFIXES

@@ -96,6 +96,21 @@ impl Application {
             .seed_from_env(&config.provider_env)
             .await
             .context("Failed to create providers from the environment")?;
+        let records = goblin_core::gateway::records::Records::start(
+            conn.clone(),
+            clock.clone(),
+            goblin_core::gateway::records::WriterConfig::default(),
+        );
+        let gateway = goblin_core::gateway::Gateway::new(
+            conn.clone(),
+            keyring.clone(),
+            clock.clone(),
+            settings.clone(),
+            records,
+        )
+        .await
+        .context("Failed to load the routing table")?;
+        gateway.spawn_reloader(config.settings_refresh, providers.subscribe());
 
         let listener = TcpListener::bind(config.listen)
             .await
@@ -158,6 +173,7 @@ impl Application {
             clock,
             settings,
             providers,
+            gateway,
         };
         if !assets::has_frontend() {
             tracing::warn!("the compiled front end is missing; pages are served without hydration");
@@ -230,6 +246,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::get(|| async { axum::response::Redirect::permanent("/favicon.svg") }),
         )
         .merge(routes::api::router())
+        .merge(routes::v1::router())
         .leptos_routes_with_context(&state, routes, move || provide_context(ctx_state.clone()), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())

@@ -6,6 +6,7 @@ mod account;
 mod admin;
 mod ceremonies;
 mod cli;
+mod gateway;
 mod health;
 mod helpers;
 mod instances;
