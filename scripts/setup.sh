@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Goblin Assistant needs, skipping whatever is already there:
 # the wasm32 target, cargo-leptos, wasm-bindgen-cli at the version in Cargo.lock, the npm packages
-# (Tailwind, binaryen's wasm-opt, playwright-core), and with --browser Debian's chromium.
+# (Tailwind, binaryen's wasm-opt, playwright-core), and with --browser what the end-to-end tests
+# need: Debian's chromium and a Python virtualenv with the official openai package (from PyPI).
 # Nothing is downloaded from outside crates.io, npm and Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +59,14 @@ npm_install .
 
 if [ "$with_browser" = 1 ]; then
   npm_install end2end
+  venv=end2end/.venv
+  if [ ! -x "$venv/bin/python" ] || ! cmp -s end2end/python/requirements.txt "$venv/.goblin-requirements-stamp"; then
+    say "installing the Python test client (openai from PyPI) in $venv"
+    command -v python3 >/dev/null || { echo "setup: python3 is required for the API client tests" >&2; exit 1; }
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r end2end/python/requirements.txt
+    cp end2end/python/requirements.txt "$venv/.goblin-requirements-stamp"
+  fi
   if ! command -v chromium >/dev/null 2>&1; then
     say "installing Debian's chromium for the browser tests"
     sudo_cmd=""

@@ -73,7 +73,10 @@ for _ in $(seq 1 50); do
 done
 [ -n "$mock_url" ] || { cat "$work/mock.log" >&2; fail "the mock upstream did not start"; }
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+# The environment seeds two providers on the mock, for the API client tests.
 env -u DATABASE_URL -u REDIS_URL -u GOBLIN_CONFIG GOBLIN_LISTEN="127.0.0.1:$port" GOBLIN_PUBLIC_URL="http://localhost:$port" \
+  OPENAI_API_KEY="$mock_key" OPENAI_BASE_URL="$mock_url/openai/v1" \
+  ELEVENLABS_API_KEY="$mock_key" ELEVENLABS_BASE_URL="$mock_url/elevenlabs/v1" \
   GOBLIN_DATA_DIR="$work/data" GOBLIN_LOG="warn" target/debug/goblin serve >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
@@ -86,4 +89,13 @@ setup_url=$(grep -o 'http://[^ ]*/setup?token=[A-Za-z0-9_-]*' "$work/server.log"
 (cd end2end && GOBLIN_BASE_URL="http://localhost:$port" GOBLIN_SETUP_URL="$setup_url" \
   GOBLIN_E2E_STATE="$work/admin-state.json" GOBLIN_MOCK_URL="$mock_url" GOBLIN_MOCK_KEY="$mock_key" \
   node --test --test-concurrency=1 tests/) || {
+  echo "--- server log ---" >&2; tail -n 50 "$work/server.log" >&2; exit 1; }
+
+say "API client tests (the official openai package)"
+cli() { env -u DATABASE_URL -u GOBLIN_CONFIG GOBLIN_DATA_DIR="$work/data" GOBLIN_LOG=warn target/debug/goblin "$@"; }
+cli users create --service api-client --role operator >/dev/null
+api_token=$(cli tokens create --user api-client --scopes chat --ttl 1d 2>/dev/null)
+[ -n "$api_token" ] || fail "could not create an API token for the client tests"
+GOBLIN_API_URL="http://127.0.0.1:$port/v1" GOBLIN_API_TOKEN="$api_token" \
+  end2end/.venv/bin/python -m unittest -v end2end/python/test_openai_client.py || {
   echo "--- server log ---" >&2; tail -n 50 "$work/server.log" >&2; exit 1; }

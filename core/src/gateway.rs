@@ -1112,7 +1112,10 @@ impl Gateway {
                         break;
                     }
                     Err(m) => {
-                        error = Some(self.redact(&target, &format!("{}: {m}", target.provider.name)));
+                        error = Some(self.redact(
+                            &target,
+                            &format!("{}'s stream broke off before the answer was complete: {m}", target.provider.name),
+                        ));
                         break;
                     }
                 }

@@ -92,7 +92,7 @@ impl Application {
         settings.spawn_refresher(config.settings_refresh);
         let providers =
             Arc::new(ProviderService::new(conn.clone(), keyring.clone(), clock.clone(), settings.clone()));
-        providers
+        let seeded = providers
             .seed_from_env(&config.provider_env)
             .await
             .context("Failed to create providers from the environment")?;
@@ -111,6 +111,7 @@ impl Application {
         .await
         .context("Failed to load the routing table")?;
         gateway.spawn_reloader(config.settings_refresh, providers.subscribe());
+        spawn_model_sync_for_seeded(providers.clone(), seeded);
 
         let listener = TcpListener::bind(config.listen)
             .await
@@ -305,6 +306,34 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down");
+}
+
+/// Providers just created from the environment get their model lists in the background, so their
+/// models can be used by name at once; a provider that cannot be reached is only logged.
+fn spawn_model_sync_for_seeded(
+    providers: Arc<ProviderService>,
+    seeded: Vec<goblin_core::providers::seed::SeedOutcome>,
+) {
+    use goblin_core::providers::seed::SeedOutcome;
+    let names: Vec<String> = seeded
+        .into_iter()
+        .filter_map(|o| match o {
+            SeedOutcome::Created { name } => Some(name),
+            _ => None,
+        })
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let Ok(list) = providers.list().await else { return };
+        for p in list.into_iter().filter(|p| names.contains(&p.provider.name)) {
+            match providers.sync_models(None, p.provider.id).await {
+                Ok(r) => tracing::info!(provider = %p.provider.name, added = r.added.len(), "synced models"),
+                Err(e) => tracing::warn!(provider = %p.provider.name, error = %e, "could not sync models"),
+            }
+        }
+    });
 }
 
 /// Deletes expired database sessions every 10 minutes.
