@@ -9,6 +9,11 @@
 #   scripts/bench.sh mock      requests a second the mock upstream (release build) answers on one
 #                              core: a model list, a chat completion, a streamed chat completion
 #                              (wrk, 16 connections, 10 s each)
+#   scripts/bench.sh gateway   the gateway (release build, SQLite, request logging on) beside the mock
+#                              upstream it routes to: RPS and p50/p99 of a chat completion at 1, 16
+#                              and 64 connections, direct to the mock and through the gateway; time to
+#                              first token of streams both ways; server RSS idle and with 1,000 open
+#                              streams
 #
 # Run on an otherwise idle machine; loopback only.
 set -euo pipefail
@@ -114,9 +119,94 @@ LUA
   run "POST /openai/v1/chat/completions, stream (9 chunks + usage)" -s "$work/chat-true.lua" "$url/openai/v1/chat/completions"
 }
 
+bench_gateway() {
+  command -v wrk >/dev/null || { echo "bench: wrk is needed (apt-get install wrk)" >&2; exit 1; }
+  cargo build --release -p goblin-server --bin goblin -p goblin-mock-upstream --bin goblin-mock-upstream >/dev/null 2>&1
+  work=$(mktemp -d)
+  local key="sk-bench-0123456789abcdef0123456789"
+  target/release/goblin-mock-upstream --listen 127.0.0.1:0 --keys "$key" >"$work/mock.log" 2>&1 &
+  local mock_pid=$!
+  local mock=""
+  for _ in $(seq 1 50); do
+    mock=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/mock.log" | head -n 1 || true)
+    [ -n "$mock" ] && break
+    sleep 0.1
+  done
+  local port; port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+  env -u DATABASE_URL -u REDIS_URL GOBLIN_LISTEN="127.0.0.1:$port" GOBLIN_PUBLIC_URL="http://localhost:$port" \
+    GOBLIN_DATA_DIR="$work/data" GOBLIN_LOG=warn OPENAI_API_KEY="$key" OPENAI_BASE_URL="$mock/openai/v1" \
+    target/release/goblin serve >"$work/server.log" 2>&1 &
+  local pid=$!
+  trap 'kill "$pid" "$mock_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+  for _ in $(seq 1 100); do
+    node -e 'fetch(process.argv[1]).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' "http://127.0.0.1:$port/health" && break
+    sleep 0.1
+  done
+  local cli="env -u DATABASE_URL GOBLIN_DATA_DIR=$work/data GOBLIN_LOG=warn target/release/goblin"
+  $cli users create --service bench --role operator >/dev/null
+  local token; token=$($cli tokens create --user bench --scopes chat --ttl 1d 2>/dev/null)
+  sleep 1
+  echo "idle RSS: $(awk '/VmRSS/ {print $2, $3}' "/proc/$pid/status")"
+  body='{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the goblins in the cave"}]}'
+  for who in direct gateway; do
+    local url auth
+    if [ "$who" = direct ]; then url="$mock/openai/v1/chat/completions"; auth="$key"; else url="http://127.0.0.1:$port/v1/chat/completions"; auth="$token"; fi
+    cat >"$work/$who.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $auth"
+wrk.body = '$body'
+LUA
+    for c in 1 16 64; do
+      wrk -t1 -c"$c" -d2s -s "$work/$who.lua" "$url" >/dev/null
+      echo "$who c=$c: $(wrk -t2 -c"$c" -d10s --latency -s "$work/$who.lua" "$url" | awk '/Requests\/sec/ {rps=$2} /50%/ {p50=$2} /99%/ {p99=$2} /Non-2xx/ {bad=" non-2xx " $NF} END {print rps " req/s, p50 " p50 ", p99 " p99 bad}')"
+    done
+  done
+  echo "RSS after load: $(awk '/VmRSS/ {print $2, $3}' "/proc/$pid/status")"
+  # Streams: time to first token both ways, then 1,000 streams held open (the upstream stalls after
+  # its first words) while the server's RSS is read.
+  node - "$mock" "$key" "http://127.0.0.1:$port" "$token" "$pid" <<'JS'
+const [mock, key, gw, token, pid] = process.argv.slice(2);
+const fs = require("fs");
+const body = (model) => JSON.stringify({ model, stream: true, messages: [{ role: "user", content: "Say hello to the goblins in the cave" }] });
+async function ttft(url, auth, model) {
+  const t0 = performance.now();
+  const r = await fetch(url, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${auth}` }, body: body(model) });
+  const reader = r.body.getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("stream ended without content");
+    if (new TextDecoder().decode(value).includes('"content":"')) break;
+  }
+  const t = performance.now() - t0;
+  while (!(await reader.read()).done) {}
+  return t;
+}
+const pct = (a, p) => a.slice().sort((x, y) => x - y)[Math.floor((a.length - 1) * p)];
+(async () => {
+  for (const [who, url, auth, model] of [["direct", `${mock}/openai/v1/chat/completions`, key, "gpt-4o-mini"], ["gateway", `${gw}/v1/chat/completions`, token, "openai/gpt-4o-mini"]]) {
+    const ts = [];
+    for (let i = 0; i < 300; i++) ts.push(await ttft(url, auth, model));
+    console.log(`stream TTFT ${who}: p50 ${pct(ts, 0.5).toFixed(2)} ms, p99 ${pct(ts, 0.99).toFixed(2)} ms (300 sequential streams)`);
+  }
+  const open = [];
+  for (let i = 0; i < 1000; i++) {
+    open.push(fetch(`${gw}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: body("openai/gpt-4o-mini@stall") })
+      .then(async (r) => { const reader = r.body.getReader(); await reader.read(); return reader; }));
+  }
+  const readers = await Promise.all(open);
+  await new Promise((r) => setTimeout(r, 1000));
+  const rss = fs.readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+ kB)/)[1];
+  console.log(`RSS with 1000 open streams: ${rss}`);
+  await Promise.all(readers.map((r) => r.cancel()));
+})().catch((e) => { console.error(e); process.exit(1); });
+JS
+}
+
 case "${1:-}" in
   build) bench_build ;;
   release) bench_release ;;
   mock) bench_mock ;;
-  *) echo "usage: scripts/bench.sh build|release|mock" >&2; exit 2 ;;
+  gateway) bench_gateway ;;
+  *) echo "usage: scripts/bench.sh build|release|mock|gateway" >&2; exit 2 ;;
 esac

@@ -557,3 +557,37 @@ async fn embeddings_and_speech() {
     s.mock.shutdown().await;
     s.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_cancels_the_upstream_stream() {
+    let s = setup().await;
+    // The upstream sends its first words, then nothing: only the client leaving can end this.
+    s.alias(
+        "slow",
+        &[("oa", "gpt-4o-mini@stall")],
+        Some(json!({ "attempt_timeout_ms": 600_000, "deadline_ms": 600_000 })),
+    )
+    .await;
+    let mut resp = s
+        .post(
+            json!({ "model": "slow", "stream": true, "messages": [{ "role": "user", "content": "hello" }] }),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let first = resp.chunk().await.unwrap().expect("the first words arrive");
+    assert!(String::from_utf8_lossy(&first).contains("data: "));
+    drop(resp);
+    let mut row = None;
+    for _ in 0..100 {
+        let rows = s.records().await;
+        if let Some(r) = rows.into_iter().find(|r| r.route_alias.as_deref() == Some("slow")) {
+            row = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let row = row.expect("the request was recorded once the client left");
+    assert_eq!((row.status.as_str(), row.http_status), ("cancelled", 499), "{row:?}");
+    s.mock.shutdown().await;
+    s.app.stop().await;
+}
