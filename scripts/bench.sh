@@ -125,7 +125,7 @@ bench_gateway() {
   work=$(mktemp -d)
   local key="sk-bench-0123456789abcdef0123456789"
   target/release/goblin-mock-upstream --listen 127.0.0.1:0 --keys "$key" >"$work/mock.log" 2>&1 &
-  local mock_pid=$!
+  mock_pid=$!
   local mock=""
   for _ in $(seq 1 50); do
     mock=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/mock.log" | head -n 1 || true)
@@ -136,7 +136,7 @@ bench_gateway() {
   env -u DATABASE_URL -u REDIS_URL GOBLIN_LISTEN="127.0.0.1:$port" GOBLIN_PUBLIC_URL="http://localhost:$port" \
     GOBLIN_DATA_DIR="$work/data" GOBLIN_LOG=warn OPENAI_API_KEY="$key" OPENAI_BASE_URL="$mock/openai/v1" \
     target/release/goblin serve >"$work/server.log" 2>&1 &
-  local pid=$!
+  pid=$!
   trap 'kill "$pid" "$mock_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
   for _ in $(seq 1 100); do
     node -e 'fetch(process.argv[1]).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' "http://127.0.0.1:$port/health" && break
@@ -147,24 +147,8 @@ bench_gateway() {
   local token; token=$($cli tokens create --user bench --scopes chat --ttl 1d 2>/dev/null)
   sleep 1
   echo "idle RSS: $(awk '/VmRSS/ {print $2, $3}' "/proc/$pid/status")"
-  body='{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the goblins in the cave"}]}'
-  for who in direct gateway; do
-    local url auth
-    if [ "$who" = direct ]; then url="$mock/openai/v1/chat/completions"; auth="$key"; else url="http://127.0.0.1:$port/v1/chat/completions"; auth="$token"; fi
-    cat >"$work/$who.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $auth"
-wrk.body = '$body'
-LUA
-    for c in 1 16 64; do
-      wrk -t1 -c"$c" -d2s -s "$work/$who.lua" "$url" >/dev/null
-      echo "$who c=$c: $(wrk -t2 -c"$c" -d10s --latency -s "$work/$who.lua" "$url" | awk '/Requests\/sec/ {rps=$2} /50%/ {p50=$2} /99%/ {p99=$2} /Non-2xx/ {bad=" non-2xx " $NF} END {print rps " req/s, p50 " p50 ", p99 " p99 bad}')"
-    done
-  done
-  echo "RSS after load: $(awk '/VmRSS/ {print $2, $3}' "/proc/$pid/status")"
-  # Streams: time to first token both ways, then 1,000 streams held open (the upstream stalls after
-  # its first words) while the server's RSS is read.
+  # Streams first (on a server that has not yet seen the wrk load): time to first token both ways,
+  # then 1,000 streams held open (the upstream stalls after its first words) while the RSS is read.
   node - "$mock" "$key" "http://127.0.0.1:$port" "$token" "$pid" <<'JS'
 const [mock, key, gw, token, pid] = process.argv.slice(2);
 const fs = require("fs");
@@ -201,6 +185,22 @@ const pct = (a, p) => a.slice().sort((x, y) => x - y)[Math.floor((a.length - 1) 
   await Promise.all(readers.map((r) => r.cancel()));
 })().catch((e) => { console.error(e); process.exit(1); });
 JS
+  body='{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the goblins in the cave"}]}'
+  for who in direct gateway; do
+    local url auth
+    if [ "$who" = direct ]; then url="$mock/openai/v1/chat/completions"; auth="$key"; else url="http://127.0.0.1:$port/v1/chat/completions"; auth="$token"; fi
+    cat >"$work/$who.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $auth"
+wrk.body = '$body'
+LUA
+    for c in 1 16 64; do
+      wrk -t1 -c"$c" -d2s -s "$work/$who.lua" "$url" >/dev/null
+      echo "$who c=$c: $(wrk -t"$(( c > 1 ? 2 : 1 ))" -c"$c" -d10s --latency -s "$work/$who.lua" "$url" | awk '/Requests\/sec/ {rps=$2} /50%/ {p50=$2} /99%/ {p99=$2} /Non-2xx/ {bad=" non-2xx " $NF} END {print rps " req/s, p50 " p50 ", p99 " p99 bad}')"
+    done
+  done
+  echo "RSS after load: $(awk '/VmRSS/ {print $2, $3}' "/proc/$pid/status")"
 }
 
 case "${1:-}" in

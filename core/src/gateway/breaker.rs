@@ -5,7 +5,10 @@
 //! 10 requests in the window failed at `error_rate` or more; half-opens after `cooldown`, letting one
 //! probe through; the probe's success closes it, its failure opens it again.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Mutex,
+};
 
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
@@ -40,7 +43,7 @@ pub struct Rules {
 struct Entry {
     consecutive: u32,
     /// (time, ok) of recent results within the window.
-    recent: Vec<(DateTime<Utc>, bool)>,
+    recent: VecDeque<(DateTime<Utc>, bool)>,
     open_until: Option<DateTime<Utc>>,
     probing: bool,
 }
@@ -98,12 +101,13 @@ impl Breakers {
     }
 }
 
+/// Results arrive in time order, so the old ones are at the front: dropping them is cheap on the
+/// request path.
 fn push(e: &mut Entry, now: DateTime<Utc>, ok: bool, rules: &Rules) {
-    e.recent.retain(|(t, _)| now - *t < rules.window);
-    if e.recent.len() >= 1000 {
-        e.recent.remove(0);
+    while e.recent.front().is_some_and(|(t, _)| now - *t >= rules.window) || e.recent.len() >= 1000 {
+        e.recent.pop_front();
     }
-    e.recent.push((now, ok));
+    e.recent.push_back((now, ok));
 }
 
 #[cfg(test)]
