@@ -66,8 +66,21 @@ impl AppError {
         }
     }
 
-    /// Sets the response status to match, and returns the error for `?`.
+    /// Sets the response status to match, and returns the error for `?`. A plain form post (a
+    /// browser without JavaScript, asking for HTML) is left alone: the server answers it with a
+    /// redirect back to the form's page carrying the error for the page to show, and a status set
+    /// here would replace that redirect.
     pub fn respond(self) -> Self {
+        let form_post = leptos::prelude::use_context::<axum::http::request::Parts>().is_some_and(|p| {
+            p.method == axum::http::Method::POST
+                && p.headers
+                    .get(axum::http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("text/html"))
+        });
+        if form_post {
+            return self;
+        }
         if let Some(resp) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
             resp.set_status(axum::http::StatusCode::from_u16(self.status()).unwrap_or_default());
             if let AppError::RateLimited(s) = &self {
