@@ -22,8 +22,9 @@ use crate::{
     components::layout::Layout,
     pages::{
         account::AccountPage, admin::AdminPage, admin_provider::AdminProviderPage,
-        admin_providers::AdminProvidersPage, admin_settings::AdminSettingsPage, home::HomePage,
-        not_found::NotFound, setup::SetupPage, signin::SignInPage,
+        admin_providers::AdminProvidersPage, admin_routing::AdminRoutingPage,
+        admin_settings::AdminSettingsPage, home::HomePage, not_found::NotFound, setup::SetupPage,
+        signin::SignInPage,
     },
 };
 
@@ -69,6 +70,7 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::InOrder
                         view=AdminProviderPage
                     />
+                    <Route path=(StaticSegment("admin"), StaticSegment("routing")) ssr=SsrMode::InOrder view=AdminRoutingPage />
                     <Route path=(StaticSegment("admin"), StaticSegment("settings")) ssr=SsrMode::InOrder view=AdminSettingsPage />
                     <Route path=StaticSegment("invite") view=|| view! { <SetupPage invite=true /> } />
                     <Route path=StaticSegment("signin") view=SignInPage />

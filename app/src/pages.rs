@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod admin_provider;
 pub mod admin_providers;
+pub mod admin_routing;
 pub mod admin_settings;
 pub mod home;
 pub mod not_found;

@@ -6,4 +6,5 @@ pub mod admin;
 pub mod auth;
 pub mod health;
 pub mod providers;
+pub mod routing;
 pub mod settings;

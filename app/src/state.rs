@@ -27,6 +27,8 @@ pub struct AppState {
     pub settings: Arc<goblin_core::settings::Settings>,
     /// Providers, their encrypted keys, models and live checks.
     pub providers: Arc<goblin_core::providers::ProviderService>,
+    /// Route aliases, their policies, target health and the request log.
+    pub routing: Arc<goblin_core::routing::RoutingService>,
     /// The OpenAI-compatible gateway: routing, failover, streaming, request records.
     pub gateway: Arc<goblin_core::gateway::Gateway>,
 }

@@ -235,6 +235,11 @@ impl Gateway {
         &self.records
     }
 
+    /// The circuit breaker's state for a provider and model on this instance, as of now.
+    pub fn breaker_state(&self, provider_id: Uuid, model: &str) -> breaker::State {
+        self.breakers.state(provider_id, model, self.clock.now())
+    }
+
     /// The names a caller may use, as OpenAI's model list.
     pub fn models(&self) -> Value {
         let data: Vec<Value> = self

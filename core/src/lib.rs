@@ -18,6 +18,7 @@ pub mod providers;
 pub mod rate_limit;
 pub mod redis_store;
 pub mod rotation;
+pub mod routing;
 pub mod secret;
 pub mod sessions;
 pub mod settings;

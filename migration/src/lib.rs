@@ -25,6 +25,7 @@ mod m20261129_000019_create_sessions;
 mod m20261129_000020_create_invites;
 mod m20261129_000021_create_provider_checks;
 mod m20261129_000022_create_provider_seeds;
+mod m20261129_000023_index_routing_requests;
 
 /// The 14 tables of the initial schema, in creation order.
 pub const TABLES: [&str; 14] = [
@@ -72,6 +73,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000020_create_invites::Migration),
             Box::new(m20261129_000021_create_provider_checks::Migration),
             Box::new(m20261129_000022_create_provider_seeds::Migration),
+            Box::new(m20261129_000023_index_routing_requests::Migration),
         ]
     }
 }

@@ -23,6 +23,7 @@ use goblin_core::{
     passkeys::PasskeyService,
     providers::ProviderService,
     redis_store::RedisHandle,
+    routing::RoutingService,
     sessions::{DbSessionStore, RedisSessionStore, Store},
     settings::Settings,
     tokens::TokenService,
@@ -110,7 +111,11 @@ impl Application {
         )
         .await
         .context("Failed to load the routing table")?;
-        gateway.spawn_reloader(config.settings_refresh, providers.subscribe());
+        let routing = Arc::new(RoutingService::new(conn.clone(), clock.clone()));
+        gateway.spawn_reloader(
+            config.settings_refresh,
+            merge_changes(vec![providers.subscribe(), routing.subscribe()]),
+        );
         spawn_model_sync_for_seeded(providers.clone(), seeded);
 
         let listener = TcpListener::bind(config.listen)
@@ -174,6 +179,7 @@ impl Application {
             clock,
             settings,
             providers,
+            routing,
             gateway,
         };
         if !assets::has_frontend() {
@@ -334,6 +340,20 @@ fn spawn_model_sync_for_seeded(
             }
         }
     });
+}
+
+/// One channel that changes whenever any of `sources` changes, for the gateway's reloader.
+fn merge_changes(sources: Vec<tokio::sync::watch::Receiver<u64>>) -> tokio::sync::watch::Receiver<u64> {
+    let (tx, rx) = tokio::sync::watch::channel(0u64);
+    for mut source in sources {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while source.changed().await.is_ok() {
+                tx.send_modify(|v| *v += 1);
+            }
+        });
+    }
+    rx
 }
 
 /// Deletes expired database sessions every 10 minutes.

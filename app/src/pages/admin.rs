@@ -13,6 +13,7 @@ pub fn AdminNav(current: &'static str) -> impl IntoView {
     let links = [
         ("/admin", "Accounts and audit"),
         ("/admin/providers", "Providers"),
+        ("/admin/routing", "Routing"),
         ("/admin/settings", "Settings"),
         ("/account", "Your API tokens"),
     ];

@@ -15,5 +15,6 @@ mod migrations;
 mod pages;
 mod pg_restart;
 mod providers;
+mod routing;
 mod settings;
 mod tokens;
