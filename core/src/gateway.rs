@@ -17,8 +17,10 @@
 //! upstream request.
 
 pub mod breaker;
+pub mod budget;
 pub mod plan;
 pub mod records;
+pub mod tokenize;
 pub mod translate;
 
 use std::{
@@ -40,10 +42,13 @@ use uuid::Uuid;
 use crate::{
     clock::SharedClock,
     crypto::Keyring,
+    entities::provider_credentials,
     providers::{ProviderKind, kinds},
+    redis_store::RedisHandle,
     settings::{Settings, keys as setting_keys},
 };
-use breaker::{Admit, Breakers, Rules};
+use breaker::{Admit, Breakers, Change, Rules};
+use budget::{Limit, Period, Spend, Subject};
 use plan::{Table, Target};
 use records::{Attempt, Outcome, Records, RequestRecord};
 use translate::{ChunkTranslator, SseParser, TranslateError, Usage};
@@ -84,6 +89,10 @@ impl GatewayError {
         }
     }
 
+    fn budget(message: String) -> Self {
+        Self { status: 429, kind: "insufficient_quota", message, param: None, code: Some("budget_exceeded") }
+    }
+
     fn upstream(status: u16, message: String) -> Self {
         let (kind, code) = match status {
             429 => ("rate_limit_error", Some("rate_limit_exceeded")),
@@ -110,6 +119,16 @@ pub struct Policy {
     pub deadline: Duration,
     pub fallback: bool,
     pub breaker: Rules,
+    pub budget: Option<RouteBudget>,
+}
+
+/// A route's budget, from its policy.
+#[derive(Clone, Debug)]
+pub struct RouteBudget {
+    pub subject: Subject,
+    pub limit: Limit,
+    /// When spent: route to the cheapest targets (true) or refuse (false).
+    pub cheaper: bool,
 }
 
 /// What went wrong with one attempt.
@@ -139,6 +158,21 @@ impl Failure {
 /// A streamed answer: SSE bytes (`data: {...}\n\n` ... `data: [DONE]\n\n`).
 pub type ChatStream = mpsc::Receiver<Bytes>;
 
+/// How a streamed answer ended, for callers that keep their own record of it (the chat page).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamOutcome {
+    pub provider_id: Uuid,
+    pub provider_name: String,
+    pub model: String,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub cost_micros: i64,
+    /// `ok`, `error` or `cancelled`.
+    pub status: &'static str,
+    /// Why it failed, when it did (already redacted).
+    pub error: Option<String>,
+}
+
 pub struct Gateway {
     db: DatabaseConnection,
     keyring: Arc<Keyring>,
@@ -148,6 +182,10 @@ pub struct Gateway {
     http: reqwest::Client,
     table: RwLock<Arc<Table>>,
     breakers: Breakers,
+    shared_breakers: Option<Arc<breaker::Shared>>,
+    spend: Arc<Spend>,
+    /// When each provider key was last picked, written to `provider_credentials` now and then.
+    key_use: std::sync::Mutex<std::collections::HashMap<Uuid, chrono::DateTime<Utc>>>,
     round_robin: AtomicUsize,
 }
 
@@ -160,7 +198,9 @@ fn millis(d: Duration) -> u32 {
 }
 
 impl Gateway {
-    /// Loads the routing table once; call [`Gateway::spawn_reloader`] to keep it fresh.
+    /// Loads the routing table once; call [`Gateway::spawn_reloader`] to keep it fresh and
+    /// [`Gateway::spawn_housekeeping`] to share state and write key use. With `redis`, circuit
+    /// breakers and budget spend are shared with the other instances.
     ///
     /// # Errors
     /// A database error.
@@ -170,8 +210,10 @@ impl Gateway {
         clock: SharedClock,
         settings: Arc<Settings>,
         records: Arc<Records>,
+        redis: Option<Arc<RedisHandle>>,
     ) -> Result<Arc<Self>, DbErr> {
         let table = Table::load(&db, &keyring).await?;
+        tokenize::warm_up();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
@@ -180,6 +222,8 @@ impl Gateway {
             .build()
             .unwrap_or_default();
         Ok(Arc::new(Self {
+            spend: Spend::new(db.clone(), redis.clone()),
+            shared_breakers: redis.map(|r| Arc::new(breaker::Shared::new(r))),
             db,
             keyring,
             clock,
@@ -188,8 +232,77 @@ impl Gateway {
             http,
             table: RwLock::new(Arc::new(table)),
             breakers: Breakers::default(),
+            key_use: std::sync::Mutex::new(std::collections::HashMap::new()),
             round_robin: AtomicUsize::new(0),
         }))
+    }
+
+    /// Background upkeep: reads the shared breaker states every half second and the shared spend
+    /// every second (with Redis), and writes keys' last use every five seconds.
+    pub fn spawn_housekeeping(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(breaker::SYNC_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut n: u64 = 0;
+            loop {
+                tick.tick().await;
+                n += 1;
+                let Some(gw) = weak.upgrade() else { return };
+                if let Some(shared) = &gw.shared_breakers {
+                    shared.sync(&gw.breakers, gw.clock.now()).await;
+                }
+                if n.is_multiple_of(2) {
+                    gw.spend.sync().await;
+                }
+                if n.is_multiple_of(10) {
+                    gw.flush_key_use().await;
+                }
+            }
+        })
+    }
+
+    /// Writes when each provider key was last used. Entries the database refuses stay for the next
+    /// call.
+    pub async fn flush_key_use(&self) {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        let pending: Vec<(Uuid, chrono::DateTime<Utc>)> =
+            std::mem::take(&mut *self.key_use.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+                .into_iter()
+                .collect();
+        for (id, at) in pending {
+            let done = provider_credentials::Entity::update_many()
+                .col_expr(provider_credentials::Column::LastUsedAt, Expr::value(at))
+                .filter(provider_credentials::Column::Id.eq(id))
+                .exec(&self.db)
+                .await;
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "could not record when a provider key was last used");
+                let mut map = self.key_use.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let entry = map.entry(id).or_insert(at);
+                *entry = (*entry).max(at);
+            }
+        }
+    }
+
+    fn breaker_success(&self, target: &Target, rules: &Rules) {
+        let change = self.breakers.success(target.provider.id, &target.model, self.clock.now(), rules);
+        if change == Change::Closed
+            && let Some(shared) = self.shared_breakers.clone()
+        {
+            let (p, m) = (target.provider.id, target.model.clone());
+            tokio::spawn(async move { shared.closed(p, &m).await });
+        }
+    }
+
+    fn breaker_failure(&self, target: &Target, rules: &Rules) {
+        let change = self.breakers.failure(target.provider.id, &target.model, self.clock.now(), rules);
+        if let Change::Opened(until) = change
+            && let Some(shared) = self.shared_breakers.clone()
+        {
+            let (p, m) = (target.provider.id, target.model.clone());
+            tokio::spawn(async move { shared.opened(p, &m, until).await });
+        }
     }
 
     /// Re-reads providers, keys, models, aliases and policies.
@@ -240,6 +353,12 @@ impl Gateway {
         self.breakers.state(provider_id, model, self.clock.now())
     }
 
+    /// The names a caller may use for `capability` (`chat`, `embeddings`, `speech`, or `*` for any),
+    /// each with its owner (a provider's name, or `goblin` for a route alias), sorted.
+    pub fn model_names(&self, capability: &str) -> Vec<(String, String)> {
+        self.table().model_names(capability)
+    }
+
     /// The names a caller may use, as OpenAI's model list.
     pub fn models(&self) -> Value {
         let data: Vec<Value> = self
@@ -270,6 +389,11 @@ impl Gateway {
                     window: chrono::Duration::seconds(i64::from(p.breaker_window_s.max(1))),
                     cooldown: chrono::Duration::seconds(i64::from(p.breaker_cooldown_s.max(1))),
                 },
+                budget: p.budget_micros.map(|micros| RouteBudget {
+                    subject: Subject::Route { policy_id: p.id, alias: p.route_alias.clone() },
+                    limit: Limit { micros, period: Period::parse(&p.budget_period) },
+                    cheaper: p.budget_action == "cheaper",
+                }),
             },
             None => Policy {
                 strategy: self.settings.text(setting_keys::GATEWAY_DEFAULT_STRATEGY),
@@ -285,6 +409,7 @@ impl Gateway {
                     window: chrono::Duration::seconds(60),
                     cooldown: chrono::Duration::seconds(30),
                 },
+                budget: None,
             },
         }
     }
@@ -361,6 +486,111 @@ impl Gateway {
         Ok((alias, targets, policy))
     }
 
+    /// Plans a request, opens its record, and applies the budgets. A refusal is recorded.
+    async fn prepare(
+        &self,
+        caller: &Caller,
+        model: &str,
+        capability: &str,
+        stream: bool,
+        started: Instant,
+    ) -> Result<(RequestRecord, Vec<Target>, Policy), GatewayError> {
+        let (alias, targets, policy) = self.plan(model, capability)?;
+        let mut record = self.base_record(caller, model, alias, stream);
+        match self.within_budgets(caller, &policy, targets, &mut record).await {
+            Ok(targets) => Ok((record, targets, policy)),
+            Err(e) => {
+                self.finish(record, started, Err(&e));
+                Err(e)
+            }
+        }
+    }
+
+    /// The targets the budgets allow: an API token or route whose budget is spent is refused (or, a
+    /// route whose policy says so, sent to its cheapest targets); a provider whose budget is spent is
+    /// passed over.
+    async fn within_budgets(
+        &self,
+        caller: &Caller,
+        policy: &Policy,
+        mut targets: Vec<Target>,
+        record: &mut RequestRecord,
+    ) -> Result<Vec<Target>, GatewayError> {
+        let table = self.table();
+        let now = self.clock.now();
+        if let Some(token) = caller.token_id
+            && let Some(limit) = table.token_budgets.get(&token)
+            && let Some(spent) = self.spend.check(&Subject::Token(token), *limit, now).await
+        {
+            return Err(GatewayError::budget(format!("This API token has spent {}.", spent.describe())));
+        }
+        if let Some(b) = &policy.budget
+            && let Some(spent) = self.spend.check(&b.subject, b.limit, now).await
+        {
+            let alias = record.route_alias.clone().unwrap_or_default();
+            if !b.cheaper {
+                return Err(GatewayError::budget(format!(
+                    "The route '{alias}' has spent {}.",
+                    spent.describe()
+                )));
+            }
+            let price = |t: &Target| t.price_in.saturating_add(t.price_out);
+            let cheapest = targets.iter().map(price).min().unwrap_or(0);
+            targets.retain(|t| price(t) == cheapest);
+        }
+        let mut kept = Vec::with_capacity(targets.len());
+        let mut refused = None;
+        for t in targets {
+            if let Some(limit) = t.provider.budget
+                && let Some(spent) = self.spend.check(&Subject::Provider(t.provider.id), limit, now).await
+            {
+                record.attempts.push(Attempt {
+                    provider_id: t.provider.id,
+                    model: t.model.clone(),
+                    status: None,
+                    latency_ms: 0,
+                    error: Some(format!("skipped: {} has spent {}", t.provider.name, spent.describe())),
+                });
+                refused = Some(format!("{} has spent {}", t.provider.name, spent.describe()));
+                continue;
+            }
+            kept.push(t);
+        }
+        match refused {
+            Some(why) if kept.is_empty() => {
+                Err(GatewayError::budget(format!("Every provider for this model is over its budget: {why}.")))
+            }
+            _ => Ok(kept),
+        }
+    }
+
+    /// Counts a finished request's cost against the budgets it falls under.
+    fn charge(&self, record: &RequestRecord) {
+        let cost = record.cost_micros;
+        if cost <= 0 {
+            return;
+        }
+        let table = self.table();
+        let now = self.clock.now();
+        if let Some(alias) = &record.route_alias
+            && let Some(p) = table.policies.get(alias)
+            && p.budget_micros.is_some()
+        {
+            let subject = Subject::Route { policy_id: p.id, alias: alias.clone() };
+            self.spend.charge(&subject, Period::parse(&p.budget_period), cost, now);
+        }
+        if let Some(id) = record.provider_id
+            && let Some(limit) = table.providers.get(&id).and_then(|p| p.budget)
+        {
+            self.spend.charge(&Subject::Provider(id), limit.period, cost, now);
+        }
+        if let Some(id) = record.token_id
+            && let Some(limit) = table.token_budgets.get(&id)
+        {
+            self.spend.charge(&Subject::Token(id), limit.period, cost, now);
+        }
+    }
+
     /// The key for the next call to a provider: round-robin over its enabled, unexpired keys.
     fn key_for<'a>(&self, target: &'a Target) -> Option<&'a str> {
         let now = self.clock.now();
@@ -370,7 +600,9 @@ impl Gateway {
             return None;
         }
         let i = self.round_robin.fetch_add(1, Ordering::Relaxed) % usable.len();
-        Some(usable[i].1.expose().as_str())
+        let (id, key, _) = usable[i];
+        self.key_use.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(*id, now);
+        Some(key.expose().as_str())
     }
 
     /// The upstream request for a chat completion to `target`.
@@ -533,7 +765,15 @@ impl Gateway {
             if i > 0 && !policy.fallback {
                 break;
             }
-            let admit = self.breakers.admit(target.provider.id, &target.model, self.clock.now());
+            let mut admit = self.breakers.admit(target.provider.id, &target.model, self.clock.now());
+            if admit == Admit::Probe
+                && let Some(shared) = &self.shared_breakers
+                && !shared.take_probe(target.provider.id, &target.model, policy.attempt_timeout).await
+            {
+                // Another instance is sending the probe.
+                self.breakers.release_probe(target.provider.id, &target.model);
+                admit = Admit::No;
+            }
             if admit == Admit::No {
                 record.attempts.push(Attempt {
                     provider_id: target.provider.id,
@@ -560,12 +800,7 @@ impl Gateway {
                 let latency_ms = millis(t0.elapsed());
                 match outcome {
                     Ok(v) => {
-                        self.breakers.success(
-                            target.provider.id,
-                            &target.model,
-                            self.clock.now(),
-                            &policy.breaker,
-                        );
+                        self.breaker_success(target, &policy.breaker);
                         record.attempts.push(Attempt {
                             provider_id: target.provider.id,
                             model: target.model.clone(),
@@ -585,12 +820,7 @@ impl Gateway {
                         });
                         if let Failure::Client { status, message } = f {
                             // The provider is fine; the request is not.
-                            self.breakers.success(
-                                target.provider.id,
-                                &target.model,
-                                self.clock.now(),
-                                &policy.breaker,
-                            );
+                            self.breaker_success(target, &policy.breaker);
                             return Err(GatewayError {
                                 status,
                                 kind: "invalid_request_error",
@@ -599,12 +829,7 @@ impl Gateway {
                                 code: Some("upstream_rejected_request"),
                             });
                         }
-                        self.breakers.failure(
-                            target.provider.id,
-                            &target.model,
-                            self.clock.now(),
-                            &policy.breaker,
-                        );
+                        self.breaker_failure(target, &policy.breaker);
                         let stop = matches!(f, Failure::Retry { status: Some(401 | 403 | 404), .. });
                         last = Some(f);
                         if stop {
@@ -659,6 +884,7 @@ impl Gateway {
                 record.error = Some(e.message.chars().take(1000).collect());
             }
         }
+        self.charge(&record);
         self.records.record(record);
     }
 
@@ -672,8 +898,7 @@ impl Gateway {
         if stream {
             return Err(GatewayError::invalid("use chat_stream for stream: true", Some("stream")));
         }
-        let (alias, targets, policy) = self.plan(&model, "chat")?;
-        let mut record = self.base_record(caller, &model, alias, false);
+        let (mut record, targets, policy) = self.prepare(caller, &model, "chat", false, started).await?;
         let id = format!("chatcmpl-{}", Uuid::new_v4().simple());
         let created = now_unix();
         let result = self
@@ -771,8 +996,8 @@ impl Gateway {
                 ));
             }
         };
-        let (alias, targets, policy) = self.plan(&model, "embeddings")?;
-        let mut record = self.base_record(caller, &model, alias, false);
+        let (mut record, targets, policy) =
+            self.prepare(caller, &model, "embeddings", false, started).await?;
         let result = self
             .run(&targets, &policy, &mut record, |target, timeout| {
                 let body = &body;
@@ -872,8 +1097,7 @@ impl Gateway {
                 ));
             }
         };
-        let (alias, targets, policy) = self.plan(&model, "speech")?;
-        let mut record = self.base_record(caller, &model, alias, false);
+        let (mut record, targets, policy) = self.prepare(caller, &model, "speech", false, started).await?;
         let result = self
             .run(&targets, &policy, &mut record, |target, timeout| {
                 let body = &body;
@@ -971,10 +1195,32 @@ impl Gateway {
         caller: &Caller,
         body: Value,
     ) -> Result<ChatStream, GatewayError> {
+        self.open_chat_stream(caller, body, None).await
+    }
+
+    /// Like [`Gateway::chat_stream`], and also says how the stream ended (which provider and model
+    /// answered, tokens, cost, status) once it has.
+    ///
+    /// # Errors
+    /// A [`GatewayError`] when no target produced a first chunk.
+    pub async fn chat_stream_tracked(
+        self: &Arc<Self>,
+        caller: &Caller,
+        body: Value,
+    ) -> Result<(ChatStream, tokio::sync::oneshot::Receiver<StreamOutcome>), GatewayError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        Ok((self.open_chat_stream(caller, body, Some(tx)).await?, rx))
+    }
+
+    async fn open_chat_stream(
+        self: &Arc<Self>,
+        caller: &Caller,
+        body: Value,
+        outcome: Option<tokio::sync::oneshot::Sender<StreamOutcome>>,
+    ) -> Result<ChatStream, GatewayError> {
         let started = Instant::now();
         let (model, _, include_usage) = Self::check_chat(&body)?;
-        let (alias, targets, policy) = self.plan(&model, "chat")?;
-        let mut record = self.base_record(caller, &model, alias, true);
+        let (mut record, targets, policy) = self.prepare(caller, &model, "chat", true, started).await?;
         let id = format!("chatcmpl-{}", Uuid::new_v4().simple());
         let created = now_unix();
         let opened = self
@@ -997,7 +1243,12 @@ impl Gateway {
         let (tx, rx) = mpsc::channel::<Bytes>(64);
         let gw = self.clone();
         let idle = policy.attempt_timeout;
-        tokio::spawn(async move { gw.pump(open, target, tx, record, started, include_usage, idle).await });
+        tokio::spawn(async move {
+            let done = gw.pump(open, target, tx, record, started, include_usage, idle, body).await;
+            if let Some(o) = outcome {
+                let _ = o.send(done);
+            }
+        });
         Ok(rx)
     }
 
@@ -1080,7 +1331,8 @@ impl Gateway {
         started: Instant,
         include_usage: bool,
         idle: Duration,
-    ) {
+        body: Value,
+    ) -> StreamOutcome {
         let send = |chunk: &Value| {
             let keep =
                 include_usage || chunk.get("choices").and_then(Value::as_array).is_none_or(|c| !c.is_empty());
@@ -1126,29 +1378,39 @@ impl Gateway {
                 }
             }
         }
+        // No usage from the provider (it sent none, or the client left first): count the tokens.
         let usage = open.translator.usage().unwrap_or_else(|| Usage {
-            prompt_tokens: 0,
-            // No usage from the provider: about four characters a token.
-            completion_tokens: (open.translator.text_so_far().chars().count() as u64).div_ceil(4),
+            prompt_tokens: tokenize::count_messages(&body),
+            completion_tokens: tokenize::count(open.translator.text_so_far()),
         });
         record.tokens_in = usage.prompt_tokens;
         record.tokens_out = usage.completion_tokens;
         record.cost_micros = Self::cost(&target, usage);
+        let mut outcome = StreamOutcome {
+            provider_id: target.provider.id,
+            provider_name: target.provider.name.clone(),
+            model: target.model.clone(),
+            tokens_in: usage.prompt_tokens,
+            tokens_out: usage.completion_tokens,
+            cost_micros: record.cost_micros,
+            status: "ok",
+            error: None,
+        };
         if gone {
             record.latency_ms = millis(started.elapsed());
             record.outcome = Outcome::Cancelled;
             record.http_status = 499;
             record.error = Some("the client went away".into());
+            self.charge(&record);
             self.records.record(record);
-            return;
+            outcome.status = "cancelled";
+            return outcome;
         }
         match error {
             None => {
                 let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
-                self.breakers.success(
-                    target.provider.id,
-                    &target.model,
-                    self.clock.now(),
+                self.breaker_success(
+                    &target,
                     &self.policy(&self.table(), record.route_alias.as_deref()).breaker,
                 );
                 self.finish(record, started, Ok(()));
@@ -1163,10 +1425,13 @@ impl Gateway {
                 };
                 let _ = tx.send(Bytes::from(format!("data: {}\n\n", e.body()))).await;
                 let rules = self.policy(&self.table(), record.route_alias.as_deref()).breaker;
-                self.breakers.failure(target.provider.id, &target.model, self.clock.now(), &rules);
+                self.breaker_failure(&target, &rules);
                 self.finish(record, started, Err(&e));
+                outcome.status = "error";
+                outcome.error = Some(e.message);
             }
         }
+        outcome
     }
 }
 

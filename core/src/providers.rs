@@ -65,6 +65,10 @@ pub struct ProviderInput {
     /// Empty for the kind's defaults.
     pub capabilities: Vec<String>,
     pub enabled: bool,
+    /// US dollars per `budget_period`, or empty for no budget.
+    pub budget: String,
+    /// `day`, `week` or `month`; empty for `month`.
+    pub budget_period: String,
 }
 
 /// A model as an admin fills it in.
@@ -145,6 +149,8 @@ struct ValidProvider {
     base_url: Option<String>,
     priority: i32,
     caps: Vec<String>,
+    budget_micros: Option<i64>,
+    budget_period: String,
 }
 
 pub struct ProviderService {
@@ -489,7 +495,9 @@ impl ProviderService {
         }
         let priority = parse_int("priority", &input.priority, 0, 10_000)?.unwrap_or(100) as i32;
         let caps = validate_capabilities(&input.capabilities, kind.default_capabilities())?;
-        Ok(ValidProvider { name, kind, base_url, priority, caps })
+        let (budget_micros, budget_period) =
+            crate::gateway::budget::parse(&input.budget, &input.budget_period).map_err(invalid)?;
+        Ok(ValidProvider { name, kind, base_url, priority, caps, budget_micros, budget_period })
     }
 
     async fn name_taken(&self, name: &str, except: Option<Uuid>) -> Result<bool, DbErr> {
@@ -507,7 +515,8 @@ impl ProviderService {
         actor: Option<Uuid>,
         input: &ProviderInput,
     ) -> Result<providers::Model, ProviderError> {
-        let ValidProvider { name, kind, base_url, priority, caps } = self.validated(input)?;
+        let ValidProvider { name, kind, base_url, priority, caps, budget_micros, budget_period } =
+            self.validated(input)?;
         if self.name_taken(&name, None).await? {
             return Err(ProviderError::NameTaken(name));
         }
@@ -522,6 +531,8 @@ impl ProviderService {
             capabilities: Set(caps_json(&caps)),
             created_at: Set(now),
             updated_at: Set(now),
+            budget_micros: Set(budget_micros),
+            budget_period: Set(budget_period),
         }
         .insert(&self.db)
         .await
@@ -547,7 +558,8 @@ impl ProviderService {
         input: &ProviderInput,
     ) -> Result<providers::Model, ProviderError> {
         let current = self.provider(id).await?;
-        let ValidProvider { name, kind, base_url, priority, caps } = self.validated(input)?;
+        let ValidProvider { name, kind, base_url, priority, caps, budget_micros, budget_period } =
+            self.validated(input)?;
         if self.name_taken(&name, Some(id)).await? {
             return Err(ProviderError::NameTaken(name));
         }
@@ -558,6 +570,8 @@ impl ProviderService {
         row.enabled = Set(input.enabled);
         row.priority = Set(priority);
         row.capabilities = Set(caps_json(&caps));
+        row.budget_micros = Set(budget_micros);
+        row.budget_period = Set(budget_period);
         row.updated_at = Set(self.clock.now());
         let row = row.update(&self.db).await?;
         self.audit(actor, "provider.updated", id, serde_json::json!({ "name": name })).await?;

@@ -25,15 +25,15 @@ use crate::{
     clock::SharedClock,
     entities::{provider_metrics, provider_policies, providers, routing_providers, routing_requests, users},
     gateway::{Gateway, breaker},
-    providers::{is_unique_violation, parse_usd_micros},
+    providers::is_unique_violation,
     settings::{Settings, keys as setting_keys},
 };
 
 /// How a policy orders an alias's targets.
 pub const STRATEGIES: [&str; 5] = ["priority", "weighted", "latency", "cost", "score"];
 /// What a budget is counted over.
-pub const BUDGET_PERIODS: [&str; 3] = ["day", "week", "month"];
-/// What happens when a budget is spent (stored and shown; the gateway does not enforce budgets yet).
+pub const BUDGET_PERIODS: [&str; 3] = crate::gateway::budget::PERIODS;
+/// What happens when a route's budget is spent: refuse with 429, or use only its cheapest targets.
 pub const BUDGET_ACTIONS: [&str; 2] = ["refuse", "cheaper"];
 /// The `score` strategy's default weights: latency, cost, reliability, bandwidth.
 pub const DEFAULT_SCORE_WEIGHTS: [f64; 4] = [0.4, 0.3, 0.2, 0.1];
@@ -343,22 +343,8 @@ fn validate_policy(input: &PolicyInput) -> Result<ValidPolicy, RoutingError> {
     let breaker_error_rate = number_field("breaker error rate", &input.breaker_error_rate, 0.01, 1.0, 0.5)?;
     let breaker_window_s = int_field("breaker window (s)", &input.breaker_window_s, 1, 3600, 60)?;
     let breaker_cooldown_s = int_field("breaker cooldown (s)", &input.breaker_cooldown_s, 1, 3600, 30)?;
-    let budget = input.budget.trim();
-    let budget_micros = if budget.is_empty() {
-        None
-    } else {
-        let micros = parse_usd_micros("budget", budget).map_err(|_| {
-            invalid(format!(
-                "budget: must be an amount of US dollars with at most 6 decimals, such as 25 or 12.50, or empty for no budget; got '{}'",
-                shown(budget)
-            ))
-        })?;
-        if micros == 0 {
-            return Err(invalid("budget: must be more than 0; leave it empty for no budget"));
-        }
-        Some(micros)
-    };
-    let budget_period = choice_field("budget period", &input.budget_period, &BUDGET_PERIODS, "month")?;
+    let (budget_micros, budget_period) =
+        crate::gateway::budget::parse(&input.budget, &input.budget_period).map_err(invalid)?;
     let budget_action = choice_field("budget action", &input.budget_action, &BUDGET_ACTIONS, "refuse")?;
     Ok(ValidPolicy {
         strategy,

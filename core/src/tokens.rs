@@ -246,6 +246,24 @@ impl TokenService {
         ttl: Duration,
         actor: Option<Uuid>,
     ) -> Result<Issued, TokenServiceError> {
+        self.issue_with_budget(user, name, scopes, ttl, None, actor).await
+    }
+
+    /// [`TokenService::issue`] with a spend budget: `(micro-USD, "day" | "week" | "month")`, as
+    /// [`crate::gateway::budget::parse`] gives it. The gateway refuses the token's requests with 429
+    /// once the period's spend reaches it.
+    ///
+    /// # Errors
+    /// As [`TokenService::issue`].
+    pub async fn issue_with_budget(
+        &self,
+        user: &users::Model,
+        name: &str,
+        scopes: &[String],
+        ttl: Duration,
+        budget: Option<(i64, String)>,
+        actor: Option<Uuid>,
+    ) -> Result<Issued, TokenServiceError> {
         if name.is_empty() || name.chars().count() > 128 {
             return Err(TokenServiceError::BadName);
         }
@@ -289,6 +307,8 @@ impl TokenService {
             expires_at: Set(expires_at),
             revoked_at: Set(None),
             last_used_at: Set(None),
+            budget_micros: Set(budget.as_ref().map(|b| b.0)),
+            budget_period: Set(budget.as_ref().map_or_else(|| "month".to_string(), |b| b.1.clone())),
         }
         .insert(&txn)
         .await?;
@@ -302,6 +322,8 @@ impl TokenService {
                 success: true,
                 detail: serde_json::json!({
                     "user": user.username, "name": name, "scopes": scopes, "expires_at": expires_at,
+                    "budget_micros": budget.as_ref().map(|b| b.0),
+                    "budget_period": budget.as_ref().map(|b| b.1.clone()),
                 }),
                 ..Default::default()
             },

@@ -66,7 +66,7 @@ describe("routing", () => {
     await card.getByLabel(/^Budget|^US dollars/).fill("25");
     await card.getByRole("button", { name: "Save policy" }).click();
     await card.getByTestId("alias-summary").filter({ hasText: "strategy cost · policy saved" }).waitFor({ timeout: 10_000 });
-    assert.match(await card.getByTestId("alias-budget").textContent(), /\$25 per month.*not enforced yet/);
+    assert.match(await card.getByTestId("alias-budget").textContent(), /\$25 per month, then refuse\./);
 
     // A refused value: the card says which field and which rule, and nothing changes.
     await openPolicy(card);

@@ -86,6 +86,13 @@ pub enum TokensAction {
         /// A name to recognise the token by.
         #[arg(long)]
         name: Option<String>,
+        /// A spend limit in US dollars per --budget-period (e.g. 25 or 2.50); the gateway refuses
+        /// the token's requests with 429 once it is spent.
+        #[arg(long)]
+        budget: Option<String>,
+        /// day, week or month.
+        #[arg(long, default_value = "month")]
+        budget_period: String,
     },
     /// Revoke a token by id; it is refused from then on.
     Revoke { id: uuid::Uuid },
@@ -290,17 +297,24 @@ async fn run_admin(config: &Config, action: AdminAction) -> anyhow::Result<ExitC
         AdminAction::Tokens(action) => {
             let svc = token_service(config, conn.clone(), clock)?;
             match action {
-                TokensAction::Create { user, scopes, ttl, name } => {
+                TokensAction::Create { user, scopes, ttl, name, budget, budget_period } => {
                     let ttl = match tokens::parse_ttl(&ttl) {
                         Ok(t) => t,
                         Err(e) => return usage(e.to_string()),
+                    };
+                    let budget = match goblin_core::gateway::budget::parse(
+                        budget.as_deref().unwrap_or(""),
+                        &budget_period,
+                    ) {
+                        Ok((micros, period)) => micros.map(|m| (m, period)),
+                        Err(e) => return usage(e),
                     };
                     let Some(owner) = users::find_by_username(&conn, &user).await? else {
                         return usage(format!("no user named '{user}'"));
                     };
                     let name = name
                         .unwrap_or_else(|| format!("cli {}", chrono::Utc::now().format("%Y-%m-%d %H:%M")));
-                    match svc.issue(&owner, &name, &scopes, ttl, None).await {
+                    match svc.issue_with_budget(&owner, &name, &scopes, ttl, budget, None).await {
                         Ok(issued) => {
                             eprintln!(
                                 "token {} for {} (scopes {}), expires {}; it is shown only this once:",

@@ -108,9 +108,11 @@ impl Application {
             clock.clone(),
             settings.clone(),
             records,
+            redis.clone(),
         )
         .await
         .context("Failed to load the routing table")?;
+        gateway.spawn_housekeeping();
         let routing = Arc::new(RoutingService::new(conn.clone(), clock.clone()));
         gateway.spawn_reloader(
             config.settings_refresh,

@@ -221,6 +221,18 @@ fn Tokens() -> impl IntoView {
                     <label for="token-days" class="text-sm font-medium">"Days valid"</label>
                     <input id="token-days" name="ttl_days" type="number" min="1" max="3650" value="30" class=INPUT />
                 </div>
+                <div class="flex flex-col">
+                    <label for="token-budget" class="text-sm font-medium">"Budget, US dollars (optional)"</label>
+                    <input id="token-budget" name="budget" inputmode="decimal" placeholder="e.g. 10" class=INPUT />
+                </div>
+                <div class="flex flex-col">
+                    <label for="token-budget-period" class="text-sm font-medium">"per"</label>
+                    <select id="token-budget-period" name="budget_period" class=INPUT>
+                        <option value="day">"day"</option>
+                        <option value="week">"week"</option>
+                        <option value="month" selected>"month"</option>
+                    </select>
+                </div>
                 <fieldset class="flex gap-3 text-sm">
                     <legend class="sr-only">"Scopes"</legend>
                     <label><input type="checkbox" name="chat" checked /> " chat"</label>

@@ -296,6 +296,14 @@ fn ProviderSections(
                 </label>
                 <label class="flex flex-col"><span class=LABEL>"Base URL (blank for the default)"</span><input name="base_url" type="url" value=p.base_url_override.clone() class=INPUT /></label>
                 <label class="flex flex-col"><span class=LABEL>"Priority"</span><input name="priority" type="number" min="0" max="10000" value=p.priority.to_string() class=INPUT /></label>
+                <div class="flex flex-wrap gap-3">
+                    <label class="flex flex-col"><span class=LABEL>"Budget in US dollars (blank for none)"</span><input name="budget" inputmode="decimal" value=p.budget.clone() placeholder="e.g. 50" class=INPUT /></label>
+                    <label class="flex flex-col"><span class=LABEL>"per"</span>
+                        <select name="budget_period" class=INPUT>
+                            {["day", "week", "month"].into_iter().map(|per| view! { <option value=per selected=p.budget_period == per>{per}</option> }).collect_view()}
+                        </select>
+                    </label>
+                </div>
                 <fieldset class="flex flex-wrap gap-3 text-sm">
                     <legend class=LABEL>"Capabilities"</legend>
                     <label><input type="checkbox" name="cap_chat" value="on" checked=cap_chat />" chat"</label>

@@ -288,7 +288,7 @@ fn AliasCard(alias: AliasRow, providers: Vec<Choice>, changed: RwSignal<u32>) ->
     );
     let budget = (!alias.policy.budget.is_empty()).then(|| {
         format!(
-            "Budget: ${} per {}, then {} (not enforced yet).",
+            "Budget: ${} per {}, then {}.",
             alias.policy.budget,
             alias.policy.budget_period,
             if alias.policy.budget_action == "cheaper" { "cheaper targets" } else { "refuse" }
@@ -408,7 +408,7 @@ fn PolicyEditor(action: ServerAction<SaveRoutePolicy>, alias: String, policy: Po
                     </select>
                 </label>
                 <p class="basis-full text-xs text-slate-600" data-testid="budget-note">
-                    "Budgets are stored and shown here; the gateway does not enforce them yet."
+                    "Spend is counted per day, ISO week or calendar month in UTC. A request that starts under the budget may end over it; the next one is refused (429) or sent to the cheapest targets."
                 </p>
             </fieldset>
             <button type="submit" class=BUTTON>"Save policy"</button>

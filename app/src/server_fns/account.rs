@@ -174,6 +174,8 @@ pub async fn create_token(
     chat: Option<String>,
     tasks_run: Option<String>,
     admin: Option<String>,
+    budget: Option<String>,
+    budget_period: Option<String>,
 ) -> Result<CreatedToken, AppError> {
     use goblin_core::tokens::TokenServiceError;
     let (state, _, user) = require_user().await?;
@@ -193,8 +195,17 @@ pub async fn create_token(
     let ttl = chrono::Duration::try_days(days)
         .filter(|d| *d > chrono::Duration::zero())
         .ok_or_else(|| AppError::Refused("the lifetime must be between 1 and 3650 days".into()).respond())?;
-    let issued =
-        state.tokens.issue(&user, name.trim(), &scopes, ttl, Some(user.id)).await.map_err(|e| match e {
+    let budget = goblin_core::gateway::budget::parse(
+        budget.as_deref().unwrap_or(""),
+        budget_period.as_deref().unwrap_or(""),
+    )
+    .map_err(|e| AppError::Refused(e).respond())?;
+    let budget = budget.0.map(|m| (m, budget.1));
+    let issued = state
+        .tokens
+        .issue_with_budget(&user, name.trim(), &scopes, ttl, budget, Some(user.id))
+        .await
+        .map_err(|e| match e {
             TokenServiceError::Db(e) => AppError::internal(e),
             TokenServiceError::Crypto(e) => AppError::internal(e),
             TokenServiceError::Signing => AppError::internal("signing failed"),

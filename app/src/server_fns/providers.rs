@@ -39,6 +39,9 @@ pub struct ProviderRow {
     pub enabled: bool,
     pub priority: i32,
     pub capabilities: Vec<String>,
+    /// US dollars per `budget_period`, as the form shows it; empty for no budget.
+    pub budget: String,
+    pub budget_period: String,
     pub keys: u64,
     pub enabled_keys: u64,
     pub models: u64,
@@ -142,6 +145,8 @@ mod ssr {
             enabled: p.enabled,
             priority: p.priority,
             capabilities: caps_of(&p.capabilities),
+            budget: p.budget_micros.map(goblin_core::providers::format_usd_micros).unwrap_or_default(),
+            budget_period: p.budget_period.clone(),
             keys: counts.map_or(0, |c| c.keys),
             enabled_keys: counts.map_or(0, |c| c.enabled_keys),
             models: counts.map_or(0, |c| c.models),
@@ -281,6 +286,8 @@ pub async fn create_provider(
     cap_embeddings: Option<String>,
     cap_speech: Option<String>,
     key: Option<String>,
+    budget: Option<String>,
+    budget_period: Option<String>,
 ) -> Result<String, AppError> {
     let (state, admin) = require_admin().await?;
     let input = goblin_core::providers::ProviderInput {
@@ -290,6 +297,8 @@ pub async fn create_provider(
         priority,
         capabilities: caps(&cap_chat, &cap_embeddings, &cap_speech),
         enabled: true,
+        budget: budget.unwrap_or_default(),
+        budget_period: budget_period.unwrap_or_default(),
     };
     let key = key.filter(|k| !k.trim().is_empty());
     if let Some(key) = &key {
@@ -317,6 +326,8 @@ pub async fn update_provider(
     cap_embeddings: Option<String>,
     cap_speech: Option<String>,
     enabled: Option<String>,
+    budget: Option<String>,
+    budget_period: Option<String>,
 ) -> Result<(), AppError> {
     let (state, admin) = require_admin().await?;
     let input = goblin_core::providers::ProviderInput {
@@ -326,6 +337,8 @@ pub async fn update_provider(
         priority,
         capabilities: caps(&cap_chat, &cap_embeddings, &cap_speech),
         enabled: enabled.is_some(),
+        budget: budget.unwrap_or_default(),
+        budget_period: budget_period.unwrap_or_default(),
     };
     state.providers.update(Some(admin.id), parse_id(&id)?, &input).await.map_err(map_err).map(|_| ())
 }

@@ -20,6 +20,11 @@ pub struct Model {
     pub expires_at: DateTimeUtc,
     pub revoked_at: Option<DateTimeUtc>,
     pub last_used_at: Option<DateTimeUtc>,
+    /// Spend limit in micro-USD per `budget_period`; none when empty.
+    pub budget_micros: Option<i64>,
+    /// `day` | `week` | `month`.
+    #[sea_orm(column_type = "String(StringLen::N(8))", default_value = "month")]
+    pub budget_period: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

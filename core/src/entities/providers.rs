@@ -24,6 +24,11 @@ pub struct Model {
     pub capabilities: Json,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Spend limit in micro-USD per `budget_period`; none when empty.
+    pub budget_micros: Option<i64>,
+    /// `day` | `week` | `month`.
+    #[sea_orm(column_type = "String(StringLen::N(8))", default_value = "month")]
+    pub budget_period: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,9 +1,15 @@
 //! Circuit breakers per provider and model: a target that keeps failing is skipped for a cooldown,
 //! then one probe request decides whether it is back.
 //!
-//! State is per instance (in memory). Opens after `threshold` consecutive failures, or when at least
-//! 10 requests in the window failed at `error_rate` or more; half-opens after `cooldown`, letting one
-//! probe through; the probe's success closes it, its failure opens it again.
+//! Each instance keeps the state in memory. Opens after `threshold` consecutive failures, or when at
+//! least 10 requests in the window failed at `error_rate` or more; half-opens after `cooldown`,
+//! letting one probe through; the probe's success closes it, its failure opens it again.
+//!
+//! With Redis ([`Shared`]), instances share what matters: an instance whose breaker opens writes the
+//! time it may half-open into the hash `goblin:breakers`; every instance reads that hash every
+//! [`SYNC_EVERY`] and opens its own breaker until then. Half-open, the probe is one request across
+//! all instances (`SET NX` on a probe lock), and the probe's success removes the shared entry. Error
+//! rates stay per instance. When Redis is unreachable each instance goes on with its own state.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -46,6 +52,18 @@ struct Entry {
     recent: VecDeque<(DateTime<Utc>, bool)>,
     open_until: Option<DateTime<Utc>>,
     probing: bool,
+    /// When a probe last closed it: a shared "open until" from before then is stale.
+    closed_at: Option<DateTime<Utc>>,
+}
+
+/// What a result changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    None,
+    /// It opened (again) until this time.
+    Opened(DateTime<Utc>),
+    /// A probe succeeded: it closed.
+    Closed,
 }
 
 #[derive(Debug, Default)]
@@ -77,16 +95,23 @@ impl Breakers {
         }
     }
 
-    pub fn success(&self, provider: Uuid, model: &str, now: DateTime<Utc>, rules: &Rules) {
+    pub fn success(&self, provider: Uuid, model: &str, now: DateTime<Utc>, rules: &Rules) -> Change {
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let e = map.entry((provider, model.to_string())).or_default();
+        let was_open = e.open_until.is_some();
         e.consecutive = 0;
         e.open_until = None;
         e.probing = false;
         push(e, now, true, rules);
+        if was_open {
+            e.closed_at = Some(now);
+            Change::Closed
+        } else {
+            Change::None
+        }
     }
 
-    pub fn failure(&self, provider: Uuid, model: &str, now: DateTime<Utc>, rules: &Rules) {
+    pub fn failure(&self, provider: Uuid, model: &str, now: DateTime<Utc>, rules: &Rules) -> Change {
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let e = map.entry((provider, model.to_string())).or_default();
         e.consecutive += 1;
@@ -94,9 +119,105 @@ impl Breakers {
         let failed = e.recent.iter().filter(|(_, ok)| !ok).count();
         let rate_tripped = e.recent.len() >= 10 && failed as f64 / e.recent.len() as f64 >= rules.error_rate;
         if e.probing || e.consecutive >= rules.threshold.max(1) || rate_tripped {
-            e.open_until = Some(now + rules.cooldown);
+            let until = now + rules.cooldown;
+            e.open_until = Some(until);
             e.probing = false;
             e.recent.clear();
+            return Change::Opened(until);
+        }
+        Change::None
+    }
+
+    /// A probe this instance was given could not run (another instance holds the probe): it is not
+    /// this instance's to send, so the next request may ask again.
+    pub fn release_probe(&self, provider: Uuid, model: &str) {
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = map.get_mut(&(provider, model.to_string())) {
+            e.probing = false;
+        }
+    }
+
+    /// Another instance's breaker for this target opened until `until`: open this one too, unless it
+    /// already knows better (open for longer, or closed by a probe after that time).
+    pub fn merge_shared(&self, provider: Uuid, model: &str, until: DateTime<Utc>) {
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let e = map.entry((provider, model.to_string())).or_default();
+        if e.closed_at.is_some_and(|c| c >= until) || e.open_until.is_some_and(|u| u >= until) {
+            return;
+        }
+        e.open_until = Some(until);
+        e.probing = false;
+        e.consecutive = 0;
+        e.recent.clear();
+    }
+}
+
+/// How often the shared breaker states are read from Redis.
+pub const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+const HASH: &str = "goblin:breakers";
+
+fn field(provider: Uuid, model: &str) -> String {
+    format!("{provider}|{model}")
+}
+
+/// Breaker states shared through Redis.
+pub struct Shared {
+    redis: std::sync::Arc<crate::redis_store::RedisHandle>,
+}
+
+impl Shared {
+    pub fn new(redis: std::sync::Arc<crate::redis_store::RedisHandle>) -> Self {
+        Self { redis }
+    }
+
+    /// Tells the other instances this target is open until `until` (best effort).
+    pub async fn opened(&self, provider: Uuid, model: &str, until: DateTime<Utc>) {
+        let Ok(mut conn) = self.redis.connection().await else { return };
+        let _: Result<i64, _> = redis::cmd("HSET")
+            .arg(HASH)
+            .arg(field(provider, model))
+            .arg(until.timestamp_millis())
+            .query_async(&mut conn)
+            .await;
+    }
+
+    /// A probe succeeded: the target is back for everyone (best effort).
+    pub async fn closed(&self, provider: Uuid, model: &str) {
+        let Ok(mut conn) = self.redis.connection().await else { return };
+        let _: Result<i64, _> =
+            redis::cmd("HDEL").arg(HASH).arg(field(provider, model)).query_async(&mut conn).await;
+    }
+
+    /// Whether this instance may send the one probe of a half-open target. The lock lasts `hold`
+    /// (the probe's timeout); when Redis cannot answer, the instance probes on its own judgement.
+    pub async fn take_probe(&self, provider: Uuid, model: &str, hold: std::time::Duration) -> bool {
+        let Ok(mut conn) = self.redis.connection().await else { return true };
+        let got: Result<Option<String>, _> = redis::cmd("SET")
+            .arg(format!("goblin:breaker-probe:{}", field(provider, model)))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1))
+            .query_async(&mut conn)
+            .await;
+        !matches!(got, Ok(None))
+    }
+
+    /// Reads every shared state into `local`, and removes entries that ended long ago.
+    pub async fn sync(&self, local: &Breakers, now: DateTime<Utc>) {
+        let Ok(mut conn) = self.redis.connection().await else { return };
+        let all: Result<HashMap<String, i64>, _> =
+            redis::cmd("HGETALL").arg(HASH).query_async(&mut conn).await;
+        let Ok(all) = all else { return };
+        for (f, until_ms) in all {
+            let Some(until) = DateTime::from_timestamp_millis(until_ms) else { continue };
+            let Some((provider, model)) = f.split_once('|') else { continue };
+            let Ok(provider) = Uuid::parse_str(provider) else { continue };
+            if now - until > Duration::hours(1) {
+                let _: Result<i64, _> = redis::cmd("HDEL").arg(HASH).arg(&f).query_async(&mut conn).await;
+                continue;
+            }
+            local.merge_shared(provider, model, until);
         }
     }
 }
@@ -147,6 +268,26 @@ mod tests {
         assert_eq!(b.state(p, "m", again), State::Closed);
         assert_eq!(b.admit(p, "m", again), Admit::Yes);
         assert_eq!(b.admit(p, "other", again), Admit::Yes, "per model");
+    }
+
+    #[test]
+    fn a_shared_open_state_opens_this_instance_until_then_unless_a_later_probe_closed_it() {
+        let b = Breakers::default();
+        let p = Uuid::new_v4();
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let until = t0 + Duration::seconds(30);
+        b.merge_shared(p, "m", until);
+        assert_eq!(b.admit(p, "m", t0), Admit::No);
+        assert_eq!(b.admit(p, "m", until), Admit::Probe);
+        b.release_probe(p, "m");
+        assert_eq!(b.admit(p, "m", until), Admit::Probe, "a released probe can be asked for again");
+        assert_eq!(b.success(p, "m", until, &rules()), Change::Closed);
+        b.merge_shared(p, "m", until);
+        assert_eq!(b.admit(p, "m", until), Admit::Yes, "the entry it closed is stale");
+        let r = rules();
+        b.failure(p, "m", until, &r);
+        b.failure(p, "m", until, &r);
+        assert_eq!(b.failure(p, "m", until, &r), Change::Opened(until + r.cooldown));
     }
 
     #[test]

@@ -11,7 +11,10 @@ use uuid::Uuid;
 
 use crate::{
     crypto::{Keyring, Sealed},
-    entities::{model_configs, provider_credentials, provider_policies, providers, routing_providers},
+    entities::{
+        api_tokens, model_configs, provider_credentials, provider_policies, providers, routing_providers,
+    },
+    gateway::budget::{Limit, Period},
     providers::{ProviderKind, caps_of, effective_base_url, key_label},
     secret::Secret,
 };
@@ -29,6 +32,7 @@ pub struct ProviderEntry {
     pub capabilities: Vec<String>,
     pub priority: i32,
     pub keys: Vec<KeyEntry>,
+    pub budget: Option<Limit>,
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +70,8 @@ pub struct Table {
     pub models: Vec<ModelEntry>,
     pub aliases: HashMap<String, Vec<AliasTarget>>,
     pub policies: HashMap<String, provider_policies::Model>,
+    /// Budgets of API tokens that have one (and are not revoked).
+    pub token_budgets: HashMap<Uuid, Limit>,
 }
 
 impl Table {
@@ -109,6 +115,9 @@ impl Table {
                     capabilities: caps_of(&p.capabilities),
                     priority: p.priority,
                     keys,
+                    budget: p
+                        .budget_micros
+                        .map(|micros| Limit { micros, period: Period::parse(&p.budget_period) }),
                 }),
             );
         }
@@ -140,6 +149,16 @@ impl Table {
         }
         for p in provider_policies::Entity::find().all(db).await? {
             t.policies.insert(p.route_alias.clone(), p);
+        }
+        for tok in api_tokens::Entity::find()
+            .filter(api_tokens::Column::BudgetMicros.is_not_null())
+            .filter(api_tokens::Column::RevokedAt.is_null())
+            .all(db)
+            .await?
+        {
+            if let Some(micros) = tok.budget_micros {
+                t.token_budgets.insert(tok.id, Limit { micros, period: Period::parse(&tok.budget_period) });
+            }
         }
         Ok(t)
     }
@@ -195,7 +214,12 @@ impl Table {
     pub fn model_names(&self, capability: &str) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
         for (alias, targets) in &self.aliases {
-            if targets.iter().any(|a| self.target(a.provider_id, &a.model, 1).is_some()) {
+            let usable = |a: &AliasTarget| {
+                self.target(a.provider_id, &a.model, 1).is_some_and(|t| {
+                    capability == "*" || t.provider.capabilities.iter().any(|c| c == capability)
+                })
+            };
+            if targets.iter().any(usable) {
                 out.push((alias.clone(), "goblin".to_string()));
             }
         }

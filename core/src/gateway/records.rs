@@ -1245,6 +1245,8 @@ mod tests {
             capabilities: Set(serde_json::json!(["chat"])),
             created_at: Set(start()),
             updated_at: Set(start()),
+            budget_micros: Set(None),
+            budget_period: Set("month".into()),
         })
         .exec_without_returning(db)
         .await

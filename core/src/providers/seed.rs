@@ -136,6 +136,8 @@ impl ProviderService {
             )),
             created_at: Set(now),
             updated_at: Set(now),
+            budget_micros: Set(None),
+            budget_period: Set("month".into()),
         }
         .insert(&txn)
         .await?;

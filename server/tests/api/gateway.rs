@@ -463,6 +463,7 @@ async fn the_circuit_opens_after_failures_and_half_opens_on_schedule() {
         std::sync::Arc::new(clock.clone()),
         st.settings.clone(),
         records.clone(),
+        None,
     )
     .await
     .unwrap();
@@ -588,6 +589,171 @@ async fn a_client_that_leaves_cancels_the_upstream_stream() {
     }
     let row = row.expect("the request was recorded once the client left");
     assert_eq!((row.status.as_str(), row.http_status), ("cancelled", 499), "{row:?}");
+    // The stream carried no usage: the tokens are counted (prompt and the words that did arrive).
+    assert!(row.tokens_in > 0 && row.tokens_out > 0, "{row:?}");
+    s.mock.shutdown().await;
+    s.app.stop().await;
+}
+
+/// Sets a model's prices (micro-USD per million tokens, in and out).
+async fn price(s: &Setup, provider: &str, model: &str, micros: i64) {
+    use goblin_core::entities::model_configs;
+    use sea_orm::{ColumnTrait, QueryFilter, sea_query::Expr};
+    let provider = s.provider_id(provider).await;
+    let updated = model_configs::Entity::update_many()
+        .col_expr(model_configs::Column::PriceInMicrosPerMtok, Expr::value(micros))
+        .col_expr(model_configs::Column::PriceOutMicrosPerMtok, Expr::value(micros))
+        .filter(model_configs::Column::ProviderId.eq(provider))
+        .filter(model_configs::Column::ModelId.eq(model))
+        .exec(&s.app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(updated.rows_affected, 1, "{provider} {model}");
+}
+
+#[tokio::test]
+async fn budgets_refuse_or_pick_the_cheaper_target_and_pass_over_spent_providers() {
+    let s = setup().await;
+    // A thousand dollars per million tokens: any answer costs more than the one-micro-dollar budgets.
+    price(&s, "oa", "gpt-4o-mini", 1_000_000_000).await;
+    price(&s, "ds", "deepseek-chat", 0).await;
+    let routing = &s.app.state.routing;
+    let oa = s.provider_id("oa").await;
+    let ds = s.provider_id("ds").await;
+    let policy = |action: &str| goblin_core::routing::PolicyInput {
+        budget: "0.000001".into(),
+        budget_period: "day".into(),
+        budget_action: action.into(),
+        ..Default::default()
+    };
+    for (alias, action) in [("capped", "refuse"), ("thrifty", "cheaper")] {
+        routing.add_target(None, alias, oa, "gpt-4o-mini", "", "").await.unwrap();
+        routing.add_target(None, alias, ds, "deepseek-chat", "", "").await.unwrap();
+        routing.save_policy(None, alias, &policy(action)).await.unwrap();
+    }
+    routing.add_target(None, "either", oa, "gpt-4o-mini", "", "").await.unwrap();
+    routing.add_target(None, "either", ds, "deepseek-chat", "", "").await.unwrap();
+    s.app.state.gateway.reload().await.unwrap();
+
+    // A route that refuses: the first request spends the budget, the next is refused with a 429
+    // that says which budget, how much was spent, and when it resets.
+    let (status, body) = s.chat("capped").await;
+    assert_eq!((status, body["model"].as_str()), (200, Some("gpt-4o-mini")), "{body}");
+    let (status, body) = s.chat("capped").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "budget_exceeded");
+    assert_eq!(body["error"]["type"], "insufficient_quota");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("The route 'capped' has spent its daily budget of $0.000001 ($"),
+        "{message}"
+    );
+    assert!(message.contains("it resets at") && message.ends_with("00:00 UTC."), "{message}");
+
+    // A route that goes cheaper: once spent, only its cheapest target is used.
+    let (status, body) = s.chat("thrifty").await;
+    assert_eq!((status, body["model"].as_str()), (200, Some("gpt-4o-mini")), "{body}");
+    let (status, body) = s.chat("thrifty").await;
+    assert_eq!((status, body["model"].as_str()), (200, Some("deepseek-chat")), "{body}");
+
+    // An API token's budget.
+    let admin = goblin_core::entities::users::Entity::find().one(&s.app.state.db).await.unwrap().unwrap();
+    let capped_token = s
+        .app
+        .state
+        .tokens
+        .issue_with_budget(
+            &admin,
+            "capped",
+            &["chat".into()],
+            chrono::Duration::days(1),
+            Some((1, "week".into())),
+            None,
+        )
+        .await
+        .unwrap();
+    s.app.state.gateway.reload().await.unwrap();
+    let ask = |token: String| {
+        let app = &s.app;
+        async move {
+            let resp = app
+                .client
+                .post(app.url("/v1/chat/completions"))
+                .bearer_auth(token)
+                .json(
+                    &json!({ "model": "oa/gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }] }),
+                )
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let token = capped_token.token.expose().clone();
+    assert_eq!(ask(token.clone()).await.0, 200);
+    let (status, body) = ask(token.clone()).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().starts_with("This API token has spent its weekly budget"),
+        "{body}"
+    );
+    assert_eq!(ask(s.token.clone()).await.0, 200, "other tokens are not affected");
+
+    // A provider's budget (counted from the database's record of today's spend): its targets are
+    // passed over, and a model only it serves is refused.
+    s.records().await;
+    let mut p: goblin_core::entities::providers::ActiveModel =
+        goblin_core::entities::providers::Entity::find_by_id(oa)
+            .one(&s.app.state.db)
+            .await
+            .unwrap()
+            .unwrap()
+            .into();
+    p.budget_micros = Set(Some(1));
+    p.budget_period = Set("day".into());
+    p.update(&s.app.state.db).await.unwrap();
+    s.app.state.gateway.reload().await.unwrap();
+    let (status, body) = s.chat("either").await;
+    assert_eq!((status, body["model"].as_str()), (200, Some("deepseek-chat")), "{body}");
+    let (status, body) = s.chat("oa/gpt-4o-mini").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Every provider for this model is over its budget: oa has spent its daily budget"),
+        "{body}"
+    );
+
+    // Every refusal and every pass-over is in the request log.
+    let rows = s.records().await;
+    let refused: Vec<_> = rows.iter().filter(|r| r.http_status == 429).collect();
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|r| r.status == "error" && r.error.as_deref().is_some_and(|e| e.contains("budget")))
+    );
+    let either = rows.iter().rev().find(|r| r.route_alias.as_deref() == Some("either")).unwrap();
+    assert_eq!(either.model.as_deref(), Some("deepseek-chat"));
+    let skipped = either.attempts[0]["error"].as_str().unwrap();
+    assert!(skipped.starts_with("skipped: oa has spent its daily budget"), "{skipped}");
+    s.mock.shutdown().await;
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn provider_keys_record_when_they_were_last_used() {
+    let s = setup().await;
+    let oa = s.provider_id("oa").await;
+    // Set up syncing the models used the key already.
+    let before = s.app.state.providers.detail(oa).await.unwrap().keys[0].last_used_at.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let asked = chrono::Utc::now();
+    assert_eq!(s.chat("oa/gpt-4o-mini").await.0, 200);
+    s.app.state.gateway.flush_key_use().await;
+    let used = s.app.state.providers.detail(oa).await.unwrap().keys[0].last_used_at.unwrap();
+    assert!(used >= asked && used > before, "the gateway's use is recorded: {before} -> {used}");
     s.mock.shutdown().await;
     s.app.stop().await;
 }

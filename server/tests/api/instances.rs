@@ -168,3 +168,116 @@ async fn passkey_ceremonies_cross_instances_end_to_end() {
     b.stop().await;
     a.stop().await;
 }
+
+/// Circuit breakers and budgets are shared through Redis: a circuit that opens on A is open on B,
+/// and a route budget spent through A is spent for B.
+#[tokio::test]
+async fn circuit_and_budget_state_is_shared_between_instances() {
+    use goblin_mock_upstream::{MockConfig, MockUpstream};
+    const KEY: &str = "sk-shared-state-0123456789abcdefghij";
+    let Some(redis) = redis_url() else { return };
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let url = db.url.clone();
+    let env = [
+        ("REDIS_URL", redis.as_str()),
+        ("GOBLIN_ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+    ];
+    let a = spawn_app_on(db, &env).await;
+    let mut env_b = env.to_vec();
+    env_b.push(("DATABASE_URL", url.as_str()));
+    let b = spawn_app_on(TestDb::new(Backend::Sqlite).await.unwrap(), &env_b).await;
+
+    let mock = MockUpstream::start(MockConfig { keys: vec![KEY.into()] }).await.unwrap();
+    let flaky_mock = MockUpstream::start(MockConfig { keys: vec![KEY.into()] }).await.unwrap();
+    let mut ids = Vec::new();
+    for (name, base) in [("steady", mock.base_url("openai")), ("flaky", flaky_mock.base_url("openai"))] {
+        let input = goblin_core::providers::ProviderInput {
+            name: name.into(),
+            kind: "openai".into(),
+            base_url: base,
+            enabled: true,
+            ..Default::default()
+        };
+        let p = a.state.providers.create(None, &input).await.unwrap();
+        a.state.providers.add_key(None, p.id, "k", KEY, "").await.unwrap();
+        a.state.providers.sync_models(None, p.id).await.unwrap();
+        ids.push(p.id);
+    }
+    let (steady, flaky) = (ids[0], ids[1]);
+    let routing = &a.state.routing;
+    routing.add_target(None, "guarded", flaky, "gpt-4o-mini", "", "").await.unwrap();
+    routing.add_target(None, "guarded", steady, "gpt-4o-mini", "", "").await.unwrap();
+    let breaker = goblin_core::routing::PolicyInput {
+        max_retries: "0".into(),
+        breaker_failure_threshold: "2".into(),
+        breaker_cooldown_s: "600".into(),
+        ..Default::default()
+    };
+    routing.save_policy(None, "guarded", &breaker).await.unwrap();
+    routing.add_target(None, "capped", steady, "gpt-4o-mini", "", "").await.unwrap();
+    let capped = goblin_core::routing::PolicyInput {
+        budget: "0.000001".into(),
+        budget_period: "day".into(),
+        ..Default::default()
+    };
+    routing.save_policy(None, "capped", &capped).await.unwrap();
+    {
+        use goblin_core::entities::model_configs;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        model_configs::Entity::update_many()
+            .col_expr(model_configs::Column::PriceInMicrosPerMtok, Expr::value(1_000_000_000i64))
+            .col_expr(model_configs::Column::PriceOutMicrosPerMtok, Expr::value(1_000_000_000i64))
+            .filter(model_configs::Column::ProviderId.eq(steady))
+            .exec(&a.state.db)
+            .await
+            .unwrap();
+    }
+    a.state.gateway.reload().await.unwrap();
+    b.state.gateway.reload().await.unwrap();
+    let caller = goblin_core::gateway::Caller::default();
+    let ask = |model: &str| json!({ "model": model, "messages": [{ "role": "user", "content": "hi" }] });
+
+    // The flaky provider's key stops working: two failures on A open its circuit there.
+    flaky_mock.set_keys(vec!["someone-else".into()]);
+    for _ in 0..2 {
+        let out = a.state.gateway.chat(&caller, ask("guarded")).await.unwrap();
+        assert_eq!(out["model"], "gpt-4o-mini");
+    }
+    assert_eq!(
+        a.state.gateway.breaker_state(flaky, "gpt-4o-mini"),
+        goblin_core::gateway::breaker::State::Open
+    );
+    // B learns of it within its sync interval, and skips the flaky target without calling it.
+    let mut open_on_b = false;
+    for _ in 0..50 {
+        if b.state.gateway.breaker_state(flaky, "gpt-4o-mini") == goblin_core::gateway::breaker::State::Open {
+            open_on_b = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(open_on_b, "the circuit opened on A is open on B");
+    flaky_mock.clear_requests();
+    b.state.gateway.chat(&caller, ask("guarded")).await.unwrap();
+    assert!(flaky_mock.requests().is_empty(), "B did not call the target whose circuit A opened");
+
+    // A spends the route's budget; B refuses the next request on that route.
+    assert!(a.state.gateway.chat(&caller, ask("capped")).await.is_ok());
+    let mut refused = None;
+    for _ in 0..50 {
+        match b.state.gateway.chat(&caller, ask("capped")).await {
+            Err(e) if e.status == 429 => {
+                refused = Some(e);
+                break;
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    let refused = refused.expect("B saw the budget A spent");
+    assert!(refused.message.starts_with("The route 'capped' has spent its daily budget"), "{refused:?}");
+
+    flaky_mock.shutdown().await;
+    mock.shutdown().await;
+    b.stop().await;
+    a.stop().await;
+}
