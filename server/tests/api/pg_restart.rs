@@ -115,3 +115,93 @@ async fn server_recovers_after_postgres_restart() {
     proxy.stop().await;
     app.stop().await;
 }
+
+/// With PostgreSQL down during a load of gateway requests, none of them fails because of the request
+/// log: each is answered, its row waits in the writer's backlog, and every row is in the table once
+/// PostgreSQL is back.
+#[tokio::test]
+async fn gateway_requests_during_a_postgres_outage_are_logged_once_it_is_back() {
+    use goblin_mock_upstream::{MockConfig, MockUpstream};
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    const KEY: &str = "sk-outage-0123456789abcdefghijklmn";
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let pg_url = url::Url::parse(&db.url).unwrap();
+    let upstream: SocketAddr =
+        tokio::net::lookup_host((pg_url.host_str().unwrap(), pg_url.port().unwrap_or(5432)))
+            .await
+            .unwrap()
+            .next()
+            .unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let proxy = Proxy::start_on(free, upstream).await;
+    let mut via_proxy = pg_url.clone();
+    via_proxy.set_host(Some("127.0.0.1")).unwrap();
+    via_proxy.set_port(Some(free.port())).unwrap();
+    let via_proxy = via_proxy.to_string();
+    let app = spawn_app_on(
+        db,
+        &[
+            ("DATABASE_URL", via_proxy.as_str()),
+            ("GOBLIN_DB_MAX_LIFETIME_S", "3600"),
+            // Database calls give up after 3 s while it is down, rather than 30.
+            ("GOBLIN_DB_ACQUIRE_TIMEOUT_S", "3"),
+        ],
+    )
+    .await;
+
+    let mock = MockUpstream::start(MockConfig { keys: vec![KEY.into()] }).await.unwrap();
+    let input = goblin_core::providers::ProviderInput {
+        name: "oa".into(),
+        kind: "openai".into(),
+        base_url: mock.base_url("openai"),
+        enabled: true,
+        ..Default::default()
+    };
+    let p = app.state.providers.create(None, &input).await.unwrap();
+    app.state.providers.add_key(None, p.id, "k", KEY, "").await.unwrap();
+    app.state.providers.sync_models(None, p.id).await.unwrap();
+    app.state.gateway.reload().await.unwrap();
+    let gateway = app.state.gateway.clone();
+    let table = || goblin_core::entities::routing_requests::Entity::find().count(&app.state.db);
+
+    proxy.stop().await;
+    // Sixteen callers at once for two seconds (at most 100 requests each).
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut callers = JoinSet::new();
+    for c in 0..16 {
+        let gateway = gateway.clone();
+        callers.spawn(async move {
+            let caller = goblin_core::gateway::Caller::default();
+            let mut answered = 0u32;
+            for i in 0..100 {
+                if tokio::time::Instant::now() >= until {
+                    break;
+                }
+                let body = serde_json::json!({
+                    "model": "oa/gpt-4o-mini",
+                    "messages": [{ "role": "user", "content": format!("caller {c} request {i}") }]
+                });
+                let out = gateway.chat(&caller, body).await.expect("answered with the database down");
+                assert_eq!(out["model"], "gpt-4o-mini");
+                answered += 1;
+            }
+            answered
+        });
+    }
+    let mut answered = 0u64;
+    while let Some(n) = callers.join_next().await {
+        answered += u64::from(n.expect("no caller failed"));
+    }
+    assert!(answered >= 16, "the load ran: {answered} requests");
+    assert!(table().await.is_err(), "the database really was unreachable during the load");
+    let stats = gateway.records().stats();
+    assert_eq!(stats.dropped, 0, "no row was dropped: {stats:?}");
+
+    proxy.start().await;
+    assert!(gateway.records().flush(Duration::from_secs(60)).await, "the backlog drains once it is back");
+    assert_eq!(table().await.unwrap(), answered, "every request's row arrived after the outage");
+
+    mock.shutdown().await;
+    proxy.stop().await;
+    app.stop().await;
+}
