@@ -2,8 +2,11 @@
 //! types that cross the wire. Server-only code sits behind the `ssr` feature; the browser build uses
 //! `hydrate`.
 
+#[cfg(feature = "hydrate")]
+pub mod chat_client;
 pub mod components;
 pub mod error;
+pub mod markdown;
 pub mod pages;
 pub mod server_fns;
 #[cfg(feature = "ssr")]
@@ -23,8 +26,8 @@ use crate::{
     pages::{
         account::AccountPage, admin::AdminPage, admin_provider::AdminProviderPage,
         admin_providers::AdminProvidersPage, admin_routing::AdminRoutingPage,
-        admin_settings::AdminSettingsPage, home::HomePage, not_found::NotFound, setup::SetupPage,
-        signin::SignInPage,
+        admin_settings::AdminSettingsPage, chat::ChatPage, home::HomePage, not_found::NotFound,
+        setup::SetupPage, signin::SignInPage,
     },
 };
 
@@ -63,6 +66,9 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <NotFound /> }>
                     <Route path=StaticSegment("") view=HomePage />
                     <Route path=StaticSegment("account") ssr=SsrMode::InOrder view=AccountPage />
+                    // Async: an unknown conversation is answered 404, which needs its data before the headers.
+                    <Route path=StaticSegment("chat") ssr=SsrMode::Async view=ChatPage />
+                    <Route path=(StaticSegment("chat"), ParamSegment("id")) ssr=SsrMode::Async view=ChatPage />
                     <Route path=StaticSegment("admin") ssr=SsrMode::InOrder view=AdminPage />
                     <Route path=(StaticSegment("admin"), StaticSegment("providers")) ssr=SsrMode::InOrder view=AdminProvidersPage />
                     <Route

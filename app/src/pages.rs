@@ -6,6 +6,7 @@ pub mod admin_provider;
 pub mod admin_providers;
 pub mod admin_routing;
 pub mod admin_settings;
+pub mod chat;
 pub mod home;
 pub mod not_found;
 pub mod setup;

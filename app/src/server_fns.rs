@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod chat;
 pub mod health;
 pub mod providers;
 pub mod routing;

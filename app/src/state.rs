@@ -31,4 +31,6 @@ pub struct AppState {
     pub routing: Arc<goblin_core::routing::RoutingService>,
     /// The OpenAI-compatible gateway: routing, failover, streaming, request records.
     pub gateway: Arc<goblin_core::gateway::Gateway>,
+    /// Dashboard chat: turns stored as streams, followed live on this instance.
+    pub chat: Arc<goblin_core::chat::ChatService>,
 }

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod ceremonies;
+pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -26,6 +26,7 @@ mod m20261129_000020_create_invites;
 mod m20261129_000021_create_provider_checks;
 mod m20261129_000022_create_provider_seeds;
 mod m20261129_000023_index_routing_requests;
+mod m20261129_000024_add_prompt_to_streams;
 mod m20261129_000025_add_budgets;
 
 /// The 14 tables of the initial schema, in creation order.
@@ -75,6 +76,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000021_create_provider_checks::Migration),
             Box::new(m20261129_000022_create_provider_seeds::Migration),
             Box::new(m20261129_000023_index_routing_requests::Migration),
+            Box::new(m20261129_000024_add_prompt_to_streams::Migration),
             Box::new(m20261129_000025_add_budgets::Migration),
         ]
     }

@@ -73,6 +73,27 @@ pub async fn require_sign_in(State(state): State<AppState>, req: Request, next: 
     next.run(req).await
 }
 
+/// The signed-in, active person of a request's session, for handlers outside the pages (they answer
+/// 401 themselves rather than redirecting).
+pub async fn session_user(state: &AppState, session: &Session) -> Option<uuid::Uuid> {
+    let signed_in_at = session.get::<i64>(SIGNED_IN_AT_KEY).await.ok().flatten()?;
+    let hours = state.settings.u32(goblin_core::settings::keys::SESSION_ABSOLUTE_HOURS);
+    if !within_absolute_lifetime(signed_in_at, state.clock.now(), hours) {
+        return None;
+    }
+    let id = session.get::<String>(USER_ID_KEY).await.ok().flatten()?;
+    let id = uuid::Uuid::parse_str(&id).ok()?;
+    use sea_orm::EntityTrait;
+    let user = match goblin_core::entities::users::Entity::find_by_id(id).one(&state.db).await {
+        Ok(u) => u?,
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the signed-in account");
+            return None;
+        }
+    };
+    (user.status == "active").then_some(id)
+}
+
 fn forbidden() -> Response {
     let html = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not allowed · Goblin \
                 Assistant</title></head><body><main><h1>Not allowed</h1><p>Your role does not allow this \

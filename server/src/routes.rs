@@ -1,5 +1,6 @@
 //! HTTP routes outside the Leptos pages.
 
 pub mod api;
+pub mod chat;
 pub mod health;
 pub mod v1;

@@ -114,6 +114,7 @@ impl Application {
         .context("Failed to load the routing table")?;
         gateway.spawn_housekeeping();
         let routing = Arc::new(RoutingService::new(conn.clone(), clock.clone()));
+        let chat = goblin_core::chat::ChatService::new(conn.clone(), gateway.clone(), clock.clone());
         gateway.spawn_reloader(
             config.settings_refresh,
             merge_changes(vec![providers.subscribe(), routing.subscribe()]),
@@ -183,6 +184,7 @@ impl Application {
             providers,
             routing,
             gateway,
+            chat,
         };
         if !assets::has_frontend() {
             tracing::warn!("the compiled front end is missing; pages are served without hydration");
@@ -255,6 +257,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::get(|| async { axum::response::Redirect::permanent("/favicon.svg") }),
         )
         .merge(routes::api::router())
+        .merge(routes::chat::router())
         .merge(routes::v1::router())
         .leptos_routes_with_context(&state, routes, move || provide_context(ctx_state.clone()), {
             let options = state.leptos_options.clone();

@@ -27,6 +27,16 @@ pub struct Model {
     pub cost_micros: i64,
     pub created_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
+    /// A chat turn's message from the person (empty for agent runs).
+    #[sea_orm(column_type = "Text", default_value = "")]
+    pub prompt: String,
+    /// The model name the person chose (an alias, `provider/model` or a bare model); `model` is the
+    /// one that answered.
+    #[sea_orm(column_type = "String(StringLen::N(192))", nullable)]
+    pub requested_model: Option<String>,
+    /// Why the answer failed or stopped early, fit to show (provider keys already redacted).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub error: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,7 +16,6 @@ use futures_util::StreamExt;
 use goblin_app::state::AppState;
 use goblin_core::{
     gateway::{Caller, GatewayError},
-    sessions::{SIGNED_IN_AT_KEY, USER_ID_KEY, within_absolute_lifetime},
     tokens::TokenError,
 };
 use serde_json::Value;
@@ -74,7 +73,7 @@ async fn caller(state: &AppState, headers: &HeaderMap, session: Session) -> Resu
             }
         };
     }
-    if let Some(user) = session_user(state, &session).await {
+    if let Some(user) = crate::auth::session_user(state, &session).await {
         return Ok(Caller { user_id: Some(user), token_id: None });
     }
     Err(auth_error(
@@ -82,19 +81,6 @@ async fn caller(state: &AppState, headers: &HeaderMap, session: Session) -> Resu
         "authentication_error",
         "You didn't provide an API token. Send 'Authorization: Bearer <token>' (a token with scope chat), or sign in.",
     ))
-}
-
-async fn session_user(state: &AppState, session: &Session) -> Option<uuid::Uuid> {
-    let signed_in_at = session.get::<i64>(SIGNED_IN_AT_KEY).await.ok().flatten()?;
-    let hours = state.settings.u32(goblin_core::settings::keys::SESSION_ABSOLUTE_HOURS);
-    if !within_absolute_lifetime(signed_in_at, state.clock.now(), hours) {
-        return None;
-    }
-    let id = session.get::<String>(USER_ID_KEY).await.ok().flatten()?;
-    let id = uuid::Uuid::parse_str(&id).ok()?;
-    use sea_orm::EntityTrait;
-    let user = goblin_core::entities::users::Entity::find_by_id(id).one(&state.db).await.ok()??;
-    (user.status == "active").then_some(id)
 }
 
 fn parse_json(body: &Bytes) -> Result<Value, GatewayError> {

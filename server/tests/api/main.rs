@@ -5,6 +5,7 @@
 mod account;
 mod admin;
 mod ceremonies;
+mod chat;
 mod cli;
 mod gateway;
 mod health;
