@@ -33,4 +33,6 @@ pub struct AppState {
     pub gateway: Arc<goblin_core::gateway::Gateway>,
     /// Dashboard chat: turns stored as streams, followed live on this instance.
     pub chat: Arc<goblin_core::chat::ChatService>,
+    /// Goblin tasks: the registry, the queue, runs and their live output.
+    pub tasks: Arc<goblin_core::tasks::TaskService>,
 }

@@ -151,6 +151,40 @@ pub struct Config {
     pub unknown_env: Vec<String>,
     /// The config file that was read, if any.
     pub file: Option<PathBuf>,
+    /// The goblin registry and how this process runs tasks.
+    pub tasks: TasksConfig,
+}
+
+/// Where goblins are defined and how this process runs them (`[tasks]` in `goblin.toml`).
+#[derive(Clone, Debug)]
+pub struct TasksConfig {
+    /// The goblin registry, a YAML file (`tasks.registry`, `GOBLIN_REGISTRY`; default
+    /// `config/goblins.yaml`).
+    pub registry: PathBuf,
+    /// Whether `registry` was configured. The default path may be missing, and then the sample
+    /// registry built into the program is used; a configured path must exist.
+    pub registry_configured: bool,
+    /// How often the registry file is checked for changes (default 2 s).
+    pub registry_poll: Duration,
+    /// The working directory of every command (default `<data_dir>/tasks`, created when missing).
+    pub workdir: PathBuf,
+    /// Whether `goblin serve` runs workers in its own process (default true). `goblin worker`
+    /// always does.
+    pub workers: bool,
+    /// This process's worker id, recorded on the tasks it runs. Default: host name, role and port
+    /// (`serve`) or process id (`worker`).
+    pub worker_id: Option<String>,
+    /// How long a claimed task stays with its worker without a heartbeat (default 30 s); then any
+    /// instance marks it failed with "worker lost".
+    pub lease: Duration,
+    /// How often an idle worker looks for queued tasks (default 1 s; a task submitted on the same
+    /// instance wakes it at once).
+    pub poll: Duration,
+    /// How long a stopped command gets between SIGTERM and SIGKILL (default 5 s).
+    pub kill_grace: Duration,
+    /// The environment this process started with. Commands never inherit it: they get only the
+    /// allowlisted names and their goblin's `required_env` from it.
+    pub environment: Secret<BTreeMap<String, String>>,
 }
 
 /// One line that names the setting, where its value came from, and what is wrong with it.
@@ -202,6 +236,14 @@ const KEYS: &[KeySpec] = &[
     KeySpec { key: "settings_refresh_ms", env: &["GOBLIN_SETTINGS_REFRESH_MS"] },
     KeySpec { key: "log.format", env: &["GOBLIN_LOG_FORMAT"] },
     KeySpec { key: "log.filter", env: &["GOBLIN_LOG", "RUST_LOG"] },
+    KeySpec { key: "tasks.registry", env: &["GOBLIN_REGISTRY"] },
+    KeySpec { key: "tasks.registry_poll_ms", env: &["GOBLIN_REGISTRY_POLL_MS"] },
+    KeySpec { key: "tasks.workdir", env: &["GOBLIN_TASK_WORKDIR"] },
+    KeySpec { key: "tasks.workers", env: &["GOBLIN_WORKERS"] },
+    KeySpec { key: "tasks.worker_id", env: &["GOBLIN_WORKER_ID"] },
+    KeySpec { key: "tasks.lease_ms", env: &["GOBLIN_TASK_LEASE_MS"] },
+    KeySpec { key: "tasks.poll_ms", env: &["GOBLIN_TASK_POLL_MS"] },
+    KeySpec { key: "tasks.kill_grace_ms", env: &["GOBLIN_TASK_KILL_GRACE_MS"] },
 ];
 
 /// The conventional environment names that seed providers on first start (see `providers::seed`).
@@ -528,7 +570,46 @@ impl Config {
             r.u32("settings_refresh_ms", 50, 3_600_000)?.unwrap_or(2_000),
         ));
 
+        let millis = |key: &str, min: u32, max: u32, default: u64| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_millis(r.u32(key, min, max)?.map_or(default, u64::from)))
+        };
+        let worker_id = match r.string("tasks.worker_id")? {
+            Some((v, _)) if v.trim().is_empty() => None,
+            Some((v, origin)) => {
+                let v = v.trim().to_string();
+                if v.chars().count() > 100 || v.chars().any(char::is_control) {
+                    return Err(ConfigError {
+                        key: "tasks.worker_id".into(),
+                        origin,
+                        problem: "must be at most 100 printable characters".into(),
+                    });
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        let registry = r.string("tasks.registry")?.filter(|(v, _)| !v.trim().is_empty());
+        let tasks = TasksConfig {
+            registry_configured: registry.is_some(),
+            registry: registry
+                .map(|(v, _)| PathBuf::from(v.trim()))
+                .unwrap_or_else(|| PathBuf::from("config/goblins.yaml")),
+            registry_poll: millis("tasks.registry_poll_ms", 100, 3_600_000, 2_000)?,
+            workdir: r
+                .string("tasks.workdir")?
+                .filter(|(v, _)| !v.trim().is_empty())
+                .map(|(v, _)| PathBuf::from(v.trim()))
+                .unwrap_or_else(|| data_dir.join("tasks")),
+            workers: r.bool("tasks.workers")?.unwrap_or(true),
+            worker_id,
+            lease: millis("tasks.lease_ms", 500, 3_600_000, 30_000)?,
+            poll: millis("tasks.poll_ms", 20, 60_000, 1_000)?,
+            kill_grace: millis("tasks.kill_grace_ms", 0, 600_000, 5_000)?,
+            environment: Secret::new(sources.env.clone()),
+        };
+
         Ok(Config {
+            tasks,
             settings_refresh,
             listen,
             public_url,
@@ -567,6 +648,16 @@ impl Config {
             "provider_env": self.provider_env.keys().collect::<Vec<_>>(),
             "auth": self.auth,
             "log": { "format": self.log.format, "filter": self.log.filter },
+            "tasks": {
+                "registry": self.tasks.registry.display().to_string(),
+                "registry_poll_ms": self.tasks.registry_poll.as_millis() as u64,
+                "workdir": self.tasks.workdir.display().to_string(),
+                "workers": self.tasks.workers,
+                "worker_id": self.tasks.worker_id,
+                "lease_ms": self.tasks.lease.as_millis() as u64,
+                "poll_ms": self.tasks.poll.as_millis() as u64,
+                "kill_grace_ms": self.tasks.kill_grace.as_millis() as u64,
+            },
         })
     }
 }
@@ -908,6 +999,52 @@ mod tests {
             format!("{:?}", Config::load(&env(&[("GOBLIN_ENCRYPTION_KEY", key)])).unwrap())
                 .contains("[redacted]")
         );
+    }
+
+    #[test]
+    fn task_settings_have_defaults_and_are_checked() {
+        let c = Config::load(&env(&[("GOBLIN_DATA_DIR", "/srv/goblin")])).unwrap();
+        let t = &c.tasks;
+        assert_eq!((t.registry.to_str(), t.registry_configured), (Some("config/goblins.yaml"), false));
+        assert_eq!(t.workdir, PathBuf::from("/srv/goblin/tasks"));
+        assert!(t.workers && t.worker_id.is_none());
+        assert_eq!(
+            (t.lease, t.poll, t.kill_grace),
+            (Duration::from_secs(30), Duration::from_secs(1), Duration::from_secs(5))
+        );
+        assert_eq!(t.registry_poll, Duration::from_secs(2));
+
+        let (_d, s) = with_file(
+            "[tasks]\nregistry = \"/etc/goblins.yaml\"\nworkers = false\nlease_ms = 2000\n",
+            &[("GOBLIN_WORKER_ID", " w-1 "), ("GOBLIN_TASK_KILL_GRACE_MS", "0"), ("SOME_SECRET", "s3cret")],
+        );
+        let c = Config::load(&s).unwrap();
+        assert_eq!(
+            (c.tasks.registry.to_str(), c.tasks.registry_configured),
+            (Some("/etc/goblins.yaml"), true)
+        );
+        assert!(!c.tasks.workers);
+        assert_eq!(c.tasks.worker_id.as_deref(), Some("w-1"));
+        assert_eq!((c.tasks.lease, c.tasks.kill_grace), (Duration::from_secs(2), Duration::ZERO));
+        // The environment is kept for commands' required_env, and never printed.
+        assert_eq!(c.tasks.environment.expose().get("SOME_SECRET").map(String::as_str), Some("s3cret"));
+        assert!(!format!("{c:?}").contains("s3cret") && !c.to_masked_json().to_string().contains("s3cret"));
+        assert_eq!(c.to_masked_json()["tasks"]["lease_ms"], 2000);
+
+        for (pairs, expected) in [
+            (
+                &[("GOBLIN_TASK_LEASE_MS", "10")][..],
+                "tasks.lease_ms (from GOBLIN_TASK_LEASE_MS): 10 is out of range",
+            ),
+            (
+                &[("GOBLIN_WORKERS", "sometimes")][..],
+                "tasks.workers (from GOBLIN_WORKERS): 'sometimes' is not true",
+            ),
+            (&[("GOBLIN_TASK_POLL_MS", "fast")][..], "tasks.poll_ms (from GOBLIN_TASK_POLL_MS)"),
+        ] {
+            let e = Config::load(&env(pairs)).unwrap_err().to_string();
+            assert!(e.contains(expected), "{e:?} should contain {expected:?}");
+        }
     }
 
     #[test]

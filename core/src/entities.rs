@@ -22,6 +22,7 @@ pub mod sessions;
 pub mod signing_keys;
 pub mod stream_chunks;
 pub mod streams;
+pub mod task_logs;
 pub mod tasks;
 pub mod users;
 
@@ -47,6 +48,7 @@ pub mod prelude {
     pub use super::signing_keys::Entity as SigningKeys;
     pub use super::stream_chunks::Entity as StreamChunks;
     pub use super::streams::Entity as Streams;
+    pub use super::task_logs::Entity as TaskLogs;
     pub use super::tasks::Entity as Tasks;
     pub use super::users::Entity as Users;
 }

@@ -23,6 +23,7 @@ pub mod routing;
 pub mod secret;
 pub mod sessions;
 pub mod settings;
+pub mod tasks;
 pub mod tokens;
 pub mod users;
 

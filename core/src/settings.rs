@@ -304,10 +304,10 @@ pub static REGISTRY: &[SettingDef] = &[
         key: keys::TASK_ALLOW_CUSTOM_SCRIPTS,
         group: TASKS,
         label: "Allow custom scripts",
-        description: "Whether operators may run scripts typed into the console, beyond the task \
-            definitions installed on the server. Off by default because such a script runs with the \
-            worker's permissions on the worker's machine. Applies to the next task submitted; runs \
-            already queued or going are not stopped when it is turned off.",
+        description: "Whether admins may run scripts typed into the console (run by bash with \
+            `set -euo pipefail`), beyond the goblins in the registry. Off by default because such a \
+            script runs with the worker's permissions on the worker's machine. Applies to the next task \
+            submitted; runs already queued or going are not stopped when it is turned off.",
         ty: SettingType::Bool,
         default: DefaultValue::Bool(false),
     },

@@ -28,6 +28,8 @@ mod m20261129_000022_create_provider_seeds;
 mod m20261129_000023_index_routing_requests;
 mod m20261129_000024_add_prompt_to_streams;
 mod m20261129_000025_add_budgets;
+mod m20261129_000026_create_task_logs;
+mod m20261129_000027_add_token_to_tasks;
 
 /// The 14 tables of the initial schema, in creation order.
 pub const TABLES: [&str; 14] = [
@@ -78,6 +80,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000023_index_routing_requests::Migration),
             Box::new(m20261129_000024_add_prompt_to_streams::Migration),
             Box::new(m20261129_000025_add_budgets::Migration),
+            Box::new(m20261129_000026_create_task_logs::Migration),
+            Box::new(m20261129_000027_add_token_to_tasks::Migration),
         ]
     }
 }

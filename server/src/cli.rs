@@ -1,4 +1,4 @@
-//! The command line: `goblin serve` (the default), `goblin migrate ...`, `goblin check-config`.
+//! The command line: `goblin serve` (the default), `goblin worker`, `goblin migrate ...`, and more.
 //!
 //! Exit codes: 0 success, 1 runtime failure (database unreachable, migration failed, ...), 2 invalid
 //! configuration or usage.
@@ -22,6 +22,10 @@ pub struct Cli {
 pub enum Command {
     /// Serve the dashboard and APIs (the default). Applies pending migrations first.
     Serve,
+    /// Run only a task worker, without the dashboard or APIs: it takes queued tasks from the
+    /// database (run it on any machine that reaches the same PostgreSQL, with the same registry
+    /// file). Stop it with Ctrl-C or SIGTERM; tasks it is running are stopped and marked failed.
+    Worker,
     /// Manage the database schema.
     Migrate {
         #[command(subcommand)]
@@ -160,6 +164,18 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Worker => {
+            telemetry::init(&config.log);
+            warn_unknown_env(&config);
+            match worker(config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "goblin worker stopped");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Users { action } => admin_command(&config, AdminAction::Users(action)).await,
         Command::Tokens { action } => admin_command(&config, AdminAction::Tokens(action)).await,
         Command::Keys { action } => admin_command(&config, AdminAction::Keys(action)).await,
@@ -199,6 +215,69 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     app.run_until_stopped().await
+}
+
+/// `goblin worker`: the gateway (for agent goblins), the registry and a task worker; no HTTP.
+async fn worker(config: Config) -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use anyhow::Context;
+    let conn = db::connect(&config.database).await?;
+    // Schema changes are applied by `goblin serve` or `goblin migrate up`, never by several workers
+    // racing each other.
+    let pending =
+        Migrator::get_pending_migrations(&conn).await.context("Failed to read the schema version")?;
+    if !pending.is_empty() {
+        anyhow::bail!(
+            "the database is {} migration(s) behind this program; run `goblin migrate up` (or start `goblin serve`) first",
+            pending.len()
+        );
+    }
+    let (keyring, _dev) =
+        goblin_core::crypto::Keyring::from_config(&config).context("Failed to load the encryption key")?;
+    let keyring = Arc::new(keyring);
+    goblin_core::rotation::check_keys(&conn, &keyring)
+        .await
+        .context("Failed to check the encryption keys")?;
+    let clock = goblin_core::clock::system();
+    let settings = Arc::new(goblin_core::settings::Settings::new(conn.clone(), clock.clone(), &config));
+    settings.load().await.context("Failed to read the runtime settings")?;
+    settings.spawn_refresher(config.settings_refresh);
+    let redis = match &config.redis_url {
+        Some(url) => {
+            Some(Arc::new(goblin_core::redis_store::RedisHandle::new(url).context("Failed to set up Redis")?))
+        }
+        None => None,
+    };
+    let records = goblin_core::gateway::records::Records::start(
+        conn.clone(),
+        clock.clone(),
+        goblin_core::gateway::records::WriterConfig::default(),
+    );
+    let gateway = goblin_core::gateway::Gateway::new(
+        conn.clone(),
+        keyring,
+        clock.clone(),
+        settings.clone(),
+        records,
+        redis,
+    )
+    .await
+    .context("Failed to load the routing table")?;
+    gateway.spawn_housekeeping();
+    // Provider and route changes reach a worker by polling (it has no local admin pages).
+    gateway.spawn_reloader(config.settings_refresh, tokio::sync::watch::channel(0u64).1);
+    let tasks = crate::startup::task_service(&config, &conn, &clock, &settings, Some(gateway)).await;
+    let id = config
+        .tasks
+        .worker_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-worker-{}", goblin_core::tasks::host_name(), std::process::id()));
+    let handle = tasks.start_worker(id.clone()).await.context("Failed to start the task worker")?;
+    println!("goblin worker {id} is taking tasks");
+    crate::startup::shutdown_signal().await;
+    handle.shutdown().await;
+    Ok(())
 }
 
 async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<ExitCode> {

@@ -3,4 +3,5 @@
 pub mod api;
 pub mod chat;
 pub mod health;
+pub mod tasks;
 pub mod v1;

@@ -52,6 +52,8 @@ pub struct Application {
     public_url: url::Url,
     state: AppState,
     setup_url: Option<url::Url>,
+    /// This instance's task worker, unless `tasks.workers` is off.
+    worker: Option<goblin_core::tasks::WorkerHandle>,
 }
 
 impl Application {
@@ -120,11 +122,22 @@ impl Application {
             merge_changes(vec![providers.subscribe(), routing.subscribe()]),
         );
         spawn_model_sync_for_seeded(providers.clone(), seeded);
+        let tasks = task_service(&config, &conn, &clock, &settings, Some(gateway.clone())).await;
 
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("Failed to listen on {}", config.listen))?;
         let local = listener.local_addr().context("Failed to read the bound address")?;
+        let worker = if config.tasks.workers {
+            let id = config
+                .tasks
+                .worker_id
+                .clone()
+                .unwrap_or_else(|| format!("{}-serve-{}", goblin_core::tasks::host_name(), local.port()));
+            Some(tasks.start_worker(id).await.context("Failed to start the task worker")?)
+        } else {
+            None
+        };
 
         let mut config = config;
         // Port 0 (tests) binds a free port; the default public URL follows it.
@@ -185,6 +198,7 @@ impl Application {
             routing,
             gateway,
             chat,
+            tasks,
         };
         if !assets::has_frontend() {
             tracing::warn!("the compiled front end is missing; pages are served without hydration");
@@ -200,7 +214,7 @@ impl Application {
                 state.config.auth.session_idle_minutes,
             ))));
         let router = router(state.clone()).layer(session_layer);
-        Ok(Self { listener, router, public_url, state, setup_url })
+        Ok(Self { listener, router, public_url, state, setup_url, worker })
     }
 
     pub fn port(&self) -> u16 {
@@ -237,8 +251,17 @@ impl Application {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
         });
+        // On a stop signal the worker stops first: its running commands are stopped and recorded, so
+        // the live-output streams of those tasks end and the HTTP server can finish.
+        let worker = self.worker;
+        let stopped = async move {
+            shutdown_signal().await;
+            if let Some(worker) = worker {
+                worker.shutdown().await;
+            }
+        };
         axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(stopped)
             .await
             .context("The HTTP server failed")
     }
@@ -258,6 +281,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(routes::api::router())
         .merge(routes::chat::router())
+        .merge(routes::tasks::router())
         .merge(routes::v1::router())
         .leptos_routes_with_context(&state, routes, move || provide_context(ctx_state.clone()), {
             let options = state.leptos_options.clone();
@@ -295,7 +319,8 @@ async fn fallback(State(state): State<AppState>, req: Request) -> Response {
     handler(req).await.into_response()
 }
 
-async fn shutdown_signal() {
+/// Waits for Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
@@ -372,4 +397,32 @@ fn spawn_expired_session_sweeper(store: DbSessionStore) {
             }
         }
     });
+}
+
+/// The goblin registry (watched for changes), the task service and its lease reaper. Every
+/// instance has them, whether it runs a worker or not.
+pub async fn task_service(
+    config: &Config,
+    conn: &sea_orm::DatabaseConnection,
+    clock: &goblin_core::clock::SharedClock,
+    settings: &Arc<Settings>,
+    gateway: Option<Arc<goblin_core::gateway::Gateway>>,
+) -> Arc<goblin_core::tasks::TaskService> {
+    let registry = goblin_core::tasks::RegistryStore::open(
+        config.tasks.registry.clone(),
+        config.tasks.registry_configured,
+        clock.clone(),
+    )
+    .await;
+    registry.spawn_watcher(config.tasks.registry_poll);
+    let tasks = goblin_core::tasks::TaskService::new(
+        conn.clone(),
+        clock.clone(),
+        settings.clone(),
+        gateway,
+        registry,
+        goblin_core::tasks::RunConfig::from(&config.tasks),
+    );
+    tasks.spawn_reaper();
+    tasks
 }

@@ -30,6 +30,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
+    /// The API token the task was started with, if any (no foreign key: a task outlives its token).
+    pub token_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -44,6 +46,8 @@ pub enum Relation {
     Users,
     #[sea_orm(has_many = "super::streams::Entity")]
     Streams,
+    #[sea_orm(has_many = "super::task_logs::Entity")]
+    TaskLogs,
 }
 
 impl Related<super::users::Entity> for Entity {
@@ -55,6 +59,12 @@ impl Related<super::users::Entity> for Entity {
 impl Related<super::streams::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Streams.def()
+    }
+}
+
+impl Related<super::task_logs::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::TaskLogs.def()
     }
 }
 

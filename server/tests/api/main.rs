@@ -18,4 +18,5 @@ mod pg_restart;
 mod providers;
 mod routing;
 mod settings;
+mod tasks;
 mod tokens;
