@@ -603,6 +603,78 @@ impl ChatService {
         }
     }
 
+    /// Ends turns left `streaming` by an instance that stopped mid-answer (they would otherwise stay
+    /// `streaming` for ever, and their pages keep waiting): a chat turn not running here, started
+    /// more than `quiet` ago and with no chunk in that time, becomes `error`. `quiet` must be longer
+    /// than any attempt timeout, so a live answer on another instance is never taken for a dead one.
+    /// Returns how many were ended.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn sweep_interrupted(&self, quiet: Duration) -> Result<u64, ChatError> {
+        let now = self.clock.now();
+        let cutoff = now - chrono::Duration::from_std(quiet).unwrap_or(chrono::Duration::hours(1));
+        let stale: Vec<Uuid> = streams::Entity::find()
+            .select_only()
+            .column(streams::Column::Id)
+            .filter(streams::Column::Status.eq(STREAMING))
+            .filter(streams::Column::TaskId.is_null())
+            .filter(streams::Column::CreatedAt.lt(cutoff))
+            .limit(500)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut ended = 0;
+        for id in stale {
+            if self.hub.get(id).is_some() {
+                continue;
+            }
+            let recent = stream_chunks::Entity::find()
+                .filter(stream_chunks::Column::StreamId.eq(id))
+                .filter(stream_chunks::Column::CreatedAt.gte(cutoff))
+                .one(&self.db)
+                .await?;
+            if recent.is_some() {
+                continue;
+            }
+            ended += streams::Entity::update_many()
+                .col_expr(streams::Column::Status, Expr::value(ERROR))
+                .col_expr(
+                    streams::Column::Error,
+                    Expr::value(
+                        "the answer was interrupted: the server running it stopped before it was complete",
+                    ),
+                )
+                .col_expr(streams::Column::FinishedAt, Expr::value(now))
+                .filter(streams::Column::Id.eq(id))
+                .filter(streams::Column::Status.eq(STREAMING))
+                .exec(&self.db)
+                .await?
+                .rows_affected;
+        }
+        Ok(ended)
+    }
+
+    /// Runs [`ChatService::sweep_interrupted`] every minute with a quiet time of 15 minutes (longer
+    /// than the longest attempt timeout a policy allows, 10 minutes).
+    pub fn spawn_sweeper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let Some(chat) = weak.upgrade() else { return };
+                match chat.sweep_interrupted(Duration::from_secs(15 * 60)).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::warn!(turns = n, "chat turns left unfinished by a stopped server were ended")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not look for interrupted chat turns"),
+                }
+            }
+        })
+    }
+
     /// Stops a turn: the upstream request is cancelled and the text so far kept. Stopping a turn that
     /// has already ended changes nothing. Returns the turn's status afterwards.
     ///

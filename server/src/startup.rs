@@ -117,6 +117,7 @@ impl Application {
         gateway.spawn_housekeeping();
         let routing = Arc::new(RoutingService::new(conn.clone(), clock.clone()));
         let chat = goblin_core::chat::ChatService::new(conn.clone(), gateway.clone(), clock.clone());
+        chat.spawn_sweeper();
         gateway.spawn_reloader(
             config.settings_refresh,
             merge_changes(vec![providers.subscribe(), routing.subscribe()]),

@@ -654,3 +654,48 @@ async fn a_stop_on_another_instance_reaches_the_running_answer() {
     b.stop().await;
     s.app.stop().await;
 }
+
+#[tokio::test]
+async fn turns_left_streaming_by_a_stopped_server_are_ended() {
+    let s = setup().await;
+    let now = chrono::Utc::now();
+    let row = |id: Uuid, started: chrono::DateTime<chrono::Utc>| streams::ActiveModel {
+        id: Set(id),
+        user_id: Set(Some(s.user)),
+        conversation_id: Set(Some(id)),
+        prompt: Set("left behind".into()),
+        status: Set("streaming".into()),
+        created_at: Set(started),
+        ..Default::default()
+    };
+    let chunk = |id: Uuid, at: chrono::DateTime<chrono::Utc>| stream_chunks::ActiveModel {
+        stream_id: Set(id),
+        seq: Set(1),
+        content: Set("part".into()),
+        created_at: Set(at),
+        ..Default::default()
+    };
+    let db = &s.app.state.db;
+    // Dead: started an hour ago, its last words 50 minutes ago.
+    let dead = Uuid::now_v7();
+    row(dead, now - chrono::Duration::hours(1)).insert(db).await.unwrap();
+    chunk(dead, now - chrono::Duration::minutes(50)).insert(db).await.unwrap();
+    // Long but alive: started an hour ago, words a minute ago. Young: started a minute ago.
+    let alive = Uuid::now_v7();
+    row(alive, now - chrono::Duration::hours(1)).insert(db).await.unwrap();
+    chunk(alive, now - chrono::Duration::minutes(1)).insert(db).await.unwrap();
+    let young = Uuid::now_v7();
+    row(young, now - chrono::Duration::minutes(1)).insert(db).await.unwrap();
+
+    let ended = chat(&s.app).sweep_interrupted(Duration::from_secs(15 * 60)).await.unwrap();
+    assert_eq!(ended, 1);
+    let status = |id: Uuid| async move { streams::Entity::find_by_id(id).one(db).await.unwrap().unwrap() };
+    let d = status(dead).await;
+    assert_eq!(d.status, "error");
+    assert!(d.error.unwrap().contains("interrupted"));
+    assert!(d.finished_at.is_some());
+    assert_eq!(status(alive).await.status, "streaming");
+    assert_eq!(status(young).await.status, "streaming");
+    s.mock.shutdown().await;
+    s.app.stop().await;
+}
