@@ -14,6 +14,7 @@ pub mod db;
 pub mod entities;
 pub mod gateway;
 pub mod health;
+pub mod keyset;
 pub mod passkeys;
 pub mod providers;
 pub mod rate_limit;

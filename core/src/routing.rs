@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
@@ -49,7 +48,6 @@ pub const DEFAULT_LOG_PAGE: u64 = 50;
 const ERROR_CHARS: usize = 200;
 /// The window over which the health view looks for a stored p95 latency.
 const HEALTH_MINUTES: i64 = 5;
-const CURSOR_VERSION: u8 = 1;
 
 /// Why a routing call failed: an unknown id or alias, invalid input (the message names the field and
 /// its rule), or the database.
@@ -507,33 +505,19 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// The cursor as an opaque, URL-safe string (base64url of a version byte, the time in seconds and
-    /// nanoseconds, and the id).
+    /// An opaque, URL-safe string ([`crate::keyset::encode`]).
     pub fn encode(&self) -> String {
-        let mut bytes = Vec::with_capacity(29);
-        bytes.push(CURSOR_VERSION);
-        bytes.extend_from_slice(&self.created_at.timestamp().to_be_bytes());
-        bytes.extend_from_slice(&self.created_at.timestamp_subsec_nanos().to_be_bytes());
-        bytes.extend_from_slice(self.id.as_bytes());
-        URL_SAFE_NO_PAD.encode(bytes)
+        crate::keyset::encode(self.created_at, self.id)
     }
 
     /// Reads a string made by [`Cursor::encode`].
     ///
     /// # Errors
-    /// Anything else: [`RoutingError::Invalid`] naming the cursor.
+    /// [`RoutingError::Invalid`] naming the cursor, for anything else.
     pub fn decode(raw: &str) -> Result<Self, RoutingError> {
-        let bad = || invalid("cursor: not a page link of the request log; start again from the newest page");
-        let bytes = URL_SAFE_NO_PAD.decode(raw.trim().as_bytes()).map_err(|_| bad())?;
-        if bytes.len() != 29 || bytes[0] != CURSOR_VERSION {
-            return Err(bad());
-        }
-        let secs = i64::from_be_bytes(bytes[1..9].try_into().map_err(|_| bad())?);
-        let nanos = u32::from_be_bytes(bytes[9..13].try_into().map_err(|_| bad())?);
-        let created_at =
-            DateTime::from_timestamp(secs, nanos).filter(|_| nanos < 1_000_000_000).ok_or_else(bad)?;
-        let id = Uuid::from_slice(&bytes[13..]).map_err(|_| bad())?;
-        Ok(Self { created_at, id })
+        crate::keyset::decode(raw).map(|(created_at, id)| Self { created_at, id }).ok_or_else(|| {
+            invalid("cursor: not a page link of the request log; start again from the newest page")
+        })
     }
 }
 

@@ -31,7 +31,6 @@ mod worker;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -93,7 +92,6 @@ const CANCEL_WAIT: Duration = Duration::from_secs(15);
 const EVENTS_POLL: Duration = Duration::from_millis(250);
 /// Lines per read of stored output.
 const LINES_PAGE: u64 = 1_000;
-const CURSOR_VERSION: u8 = 1;
 
 /// Whether a task with this status and finish time has ended for good.
 pub fn is_final(status: &str, finished_at: Option<DateTime<Utc>>) -> bool {
@@ -276,32 +274,19 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// An opaque, URL-safe string.
+    /// An opaque, URL-safe string ([`crate::keyset::encode`]).
     pub fn encode(&self) -> String {
-        let mut bytes = Vec::with_capacity(29);
-        bytes.push(CURSOR_VERSION);
-        bytes.extend_from_slice(&self.created_at.timestamp().to_be_bytes());
-        bytes.extend_from_slice(&self.created_at.timestamp_subsec_nanos().to_be_bytes());
-        bytes.extend_from_slice(self.id.as_bytes());
-        URL_SAFE_NO_PAD.encode(bytes)
+        crate::keyset::encode(self.created_at, self.id)
     }
 
     /// Reads a string made by [`Cursor::encode`].
     ///
     /// # Errors
-    /// [`TaskError::Invalid`] for anything else.
+    /// [`TaskError::Invalid`] naming the cursor, for anything else.
     pub fn decode(raw: &str) -> Result<Self, TaskError> {
-        let bad = || invalid("cursor: not a page link of the task history; start again from the newest page");
-        let bytes = URL_SAFE_NO_PAD.decode(raw.trim().as_bytes()).map_err(|_| bad())?;
-        if bytes.len() != 29 || bytes[0] != CURSOR_VERSION {
-            return Err(bad());
-        }
-        let secs = i64::from_be_bytes(bytes[1..9].try_into().map_err(|_| bad())?);
-        let nanos = u32::from_be_bytes(bytes[9..13].try_into().map_err(|_| bad())?);
-        let created_at =
-            DateTime::from_timestamp(secs, nanos).filter(|_| nanos < 1_000_000_000).ok_or_else(bad)?;
-        let id = Uuid::from_slice(&bytes[13..]).map_err(|_| bad())?;
-        Ok(Self { created_at, id })
+        crate::keyset::decode(raw).map(|(created_at, id)| Self { created_at, id }).ok_or_else(|| {
+            invalid("cursor: not a page link of the task history; start again from the newest page")
+        })
     }
 }
 
