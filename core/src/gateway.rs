@@ -20,6 +20,7 @@ pub mod breaker;
 pub mod budget;
 pub mod plan;
 pub mod records;
+pub mod stream_text;
 pub mod tokenize;
 pub mod translate;
 

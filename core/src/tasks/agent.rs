@@ -24,7 +24,10 @@ use super::{
 use crate::{
     clock::SharedClock,
     entities::{stream_chunks, streams, tasks},
-    gateway::{Caller, StreamOutcome},
+    gateway::{
+        Caller, StreamOutcome,
+        stream_text::{Piece, read_events},
+    },
 };
 
 /// Rows per INSERT of answer pieces.
@@ -348,43 +351,6 @@ impl Chunks<'_> {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Piece {
-    Text(String),
-    /// The answer broke off; the message says why.
-    Error(String),
-}
-
-/// Takes the complete SSE events out of `buf` (after appending `bytes`), leaving a partial one for
-/// the next read.
-fn read_events(buf: &mut Vec<u8>, bytes: &[u8]) -> Vec<Piece> {
-    buf.extend_from_slice(bytes);
-    let mut out = Vec::new();
-    while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-        let event: Vec<u8> = buf.drain(..end + 2).collect();
-        let event = String::from_utf8_lossy(&event[..end]);
-        for line in event.lines() {
-            let Some(data) = line.strip_prefix("data:").map(str::trim_start) else { continue };
-            if data == "[DONE]" {
-                continue;
-            }
-            let Ok(v) = serde_json::from_str::<Value>(data) else { continue };
-            if let Some(e) = v.get("error") {
-                let message = e.get("message").and_then(Value::as_str).unwrap_or("the answer broke off");
-                out.push(Piece::Error(message.to_string()));
-                continue;
-            }
-            if let Some(text) = v.pointer("/choices/0/delta/content").and_then(Value::as_str) {
-                let text = text.replace('\0', "");
-                if !text.is_empty() {
-                    out.push(Piece::Text(text));
-                }
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,20 +397,5 @@ mod tests {
         assert_eq!((m[1]["role"].as_str(), m[1]["content"].as_str()), (Some("user"), Some("q")));
         assert_eq!((m[2]["role"].as_str(), m[2]["content"].as_str()), (Some("assistant"), Some("a")));
         assert_eq!(m[3]["content"], "write it");
-    }
-
-    #[test]
-    fn events_become_text_and_errors() {
-        let mut buf = Vec::new();
-        let chunk = |t: &str| format!("data: {}\n\n", json!({ "choices": [{ "delta": { "content": t } }] }));
-        let first = format!("{}{}", chunk("Hel"), chunk("lo\n"));
-        assert_eq!(
-            read_events(&mut buf, first.as_bytes()),
-            vec![Piece::Text("Hel".into()), Piece::Text("lo\n".into())]
-        );
-        let rest = format!("data: {}\n\ndata: [DONE]\n\n", json!({ "error": { "message": "cut" } }));
-        let (a, b) = rest.as_bytes().split_at(7);
-        assert!(read_events(&mut buf, a).is_empty());
-        assert_eq!(read_events(&mut buf, b), vec![Piece::Error("cut".into())]);
     }
 }
