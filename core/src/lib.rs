@@ -21,6 +21,7 @@ pub mod rate_limit;
 pub mod redis_store;
 pub mod rotation;
 pub mod routing;
+pub mod search;
 pub mod secret;
 pub mod sessions;
 pub mod settings;

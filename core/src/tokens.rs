@@ -33,7 +33,7 @@ use crate::{
 };
 
 /// Scopes a token can carry.
-pub const SCOPES: &[&str] = &["chat", "tasks:run", "admin"];
+pub const SCOPES: &[&str] = &["chat", "tasks:run", "search", "admin"];
 const ISSUER: &str = "goblin";
 const ALG: &str = "HS256";
 
@@ -70,7 +70,7 @@ pub enum TokenError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenServiceError {
-    #[error("unknown scope '{0}'; scopes are chat, tasks:run and admin")]
+    #[error("unknown scope '{0}'; scopes are chat, tasks:run, search and admin")]
     UnknownScope(String),
     #[error("a token needs at least one scope")]
     NoScopes,

@@ -81,7 +81,7 @@ pub enum TokensAction {
         /// The user (or service account) that owns the token.
         #[arg(long)]
         user: String,
-        /// Comma-separated: chat, tasks:run, admin.
+        /// Comma-separated: chat, tasks:run, search, admin.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
         /// Lifetime: e.g. 30d, 12h, 90m.

@@ -3,5 +3,6 @@
 pub mod api;
 pub mod chat;
 pub mod health;
+pub mod search;
 pub mod tasks;
 pub mod v1;

@@ -282,6 +282,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(routes::api::router())
         .merge(routes::chat::router())
+        .merge(routes::search::router())
         .merge(routes::tasks::router())
         .merge(routes::v1::router())
         .leptos_routes_with_context(&state, routes, move || provide_context(ctx_state.clone()), {

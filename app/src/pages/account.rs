@@ -237,6 +237,7 @@ fn Tokens() -> impl IntoView {
                     <legend class="sr-only">"Scopes"</legend>
                     <label><input type="checkbox" name="chat" checked /> " chat"</label>
                     <label><input type="checkbox" name="tasks_run" /> " tasks:run"</label>
+                    <label><input type="checkbox" name="search" /> " search"</label>
                     <label><input type="checkbox" name="admin" /> " admin"</label>
                 </fieldset>
                 <button type="submit" class=BUTTON>"Create token"</button>

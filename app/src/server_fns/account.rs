@@ -173,6 +173,7 @@ pub async fn create_token(
     ttl_days: String,
     chat: Option<String>,
     tasks_run: Option<String>,
+    search: Option<String>,
     admin: Option<String>,
     budget: Option<String>,
     budget_period: Option<String>,
@@ -180,7 +181,7 @@ pub async fn create_token(
     use goblin_core::tokens::TokenServiceError;
     let (state, _, user) = require_user().await?;
     let mut scopes = Vec::new();
-    for (on, scope) in [(chat, "chat"), (tasks_run, "tasks:run"), (admin, "admin")] {
+    for (on, scope) in [(chat, "chat"), (tasks_run, "tasks:run"), (search, "search"), (admin, "admin")] {
         if on.is_some() {
             scopes.push(scope.to_string());
         }

@@ -17,6 +17,7 @@ mod pages;
 mod pg_restart;
 mod providers;
 mod routing;
+mod search;
 mod settings;
 mod tasks;
 mod tokens;
