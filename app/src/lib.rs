@@ -12,6 +12,8 @@ pub mod server_fns;
 #[cfg(feature = "ssr")]
 pub mod state;
 #[cfg(feature = "hydrate")]
+pub mod tasks_client;
+#[cfg(feature = "hydrate")]
 pub mod webauthn_client;
 
 use leptos::prelude::*;
@@ -27,7 +29,7 @@ use crate::{
         account::AccountPage, admin::AdminPage, admin_provider::AdminProviderPage,
         admin_providers::AdminProvidersPage, admin_routing::AdminRoutingPage,
         admin_settings::AdminSettingsPage, chat::ChatPage, home::HomePage, not_found::NotFound,
-        setup::SetupPage, signin::SignInPage,
+        setup::SetupPage, signin::SignInPage, task::TaskPage, tasks::TasksPage,
     },
 };
 
@@ -65,6 +67,9 @@ pub fn App() -> impl IntoView {
             <Layout>
                 <Routes fallback=|| view! { <NotFound /> }>
                     <Route path=StaticSegment("") view=HomePage />
+                    <Route path=StaticSegment("tasks") ssr=SsrMode::InOrder view=TasksPage />
+                    // Async: an unknown task is answered 404, which needs its data before the headers.
+                    <Route path=(StaticSegment("tasks"), ParamSegment("id")) ssr=SsrMode::Async view=TaskPage />
                     <Route path=StaticSegment("account") ssr=SsrMode::InOrder view=AccountPage />
                     // Async: an unknown conversation is answered 404, which needs its data before the headers.
                     <Route path=StaticSegment("chat") ssr=SsrMode::Async view=ChatPage />

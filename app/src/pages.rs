@@ -11,3 +11,5 @@ pub mod home;
 pub mod not_found;
 pub mod setup;
 pub mod signin;
+pub mod task;
+pub mod tasks;

@@ -9,3 +9,4 @@ pub mod health;
 pub mod providers;
 pub mod routing;
 pub mod settings;
+pub mod tasks;

@@ -6,7 +6,8 @@ use leptos_router::components::A;
 use crate::server_fns::auth::{SignOut, current_user};
 
 /// Navigation entries. An entry is added here when its page exists, so there are no dead links.
-const NAV: &[(&str, &str)] = &[("/", "Home"), ("/chat", "Chat"), ("/account", "Account")];
+const NAV: &[(&str, &str)] =
+    &[("/", "Home"), ("/chat", "Chat"), ("/tasks", "Tasks"), ("/account", "Account")];
 
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {

@@ -1,8 +1,9 @@
 //! Goblin tasks over HTTP: running command goblins (success, failure, separate streams, the
 //! environment, shell metacharacters, dry runs, unsafe goblins, custom scripts), timeouts that kill
 //! a whole process group, cancelling, the output limit, live output, agent goblins through the mock
-//! upstream, the registry (bad files, reloads), bad input; and on PostgreSQL, two workers sharing
-//! one queue and a `goblin worker` process killed mid-task.
+//! upstream, the registry (bad files, reloads), bad input; the Tasks pages as the server renders them
+//! and their plain form posts (JavaScript off); and on PostgreSQL, two workers sharing one queue and
+//! a `goblin worker` process killed mid-task.
 
 use std::{path::Path, time::Duration};
 
@@ -810,5 +811,422 @@ async fn a_killed_worker_process_loses_its_task_after_the_lease_and_the_rest_com
         nix::sys::signal::Signal::SIGTERM,
     );
     let _ = survivor.wait();
+    app.stop().await;
+}
+
+// ---- the pages ----
+
+/// A page's status and HTML; `path` may be a whole URL (a redirect back to a page).
+async fn page(app: &TestApp, path: &str) -> (StatusCode, String) {
+    let url = if path.starts_with("http") { path.to_string() } else { app.url(path) };
+    let resp = app.client.get(url).send().await.unwrap();
+    let status = resp.status();
+    (status, resp.text().await.unwrap())
+}
+
+/// A plain form post as a browser without JavaScript sends it from `from`: the status and where it
+/// is redirected to.
+async fn form_post(app: &TestApp, path: &str, from: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+    let resp = app
+        .post(path)
+        .header("accept", "text/html")
+        .header("referer", app.url(from))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let location =
+        resp.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    (resp.status(), location)
+}
+
+/// The task id of a `/tasks/{id}` redirect.
+fn task_of(location: &str) -> String {
+    location.strip_prefix("/tasks/").unwrap_or_else(|| panic!("not a task page: {location}")).to_string()
+}
+
+/// Page text with the quotes and ampersands HTML escapes, as a person reads it.
+fn unescape(html: &str) -> String {
+    html.replace("&#39;", "'").replace("&#x27;", "'").replace("&quot;", "\"").replace("&amp;", "&")
+}
+
+fn rows(html: &str) -> usize {
+    html.matches(r#"data-testid="task-row""#).count()
+}
+
+/// The stream of the output line holding `text`.
+fn stream_of<'a>(html: &'a str, text: &str) -> Option<&'a str> {
+    let at = html.find(text)?;
+    let start = html[..at].rfind(r#"data-stream=""#)? + r#"data-stream=""#.len();
+    html[start..].split('"').next()
+}
+
+/// The `href` of the link with this test id, unescaped.
+fn link(html: &str, testid: &str) -> String {
+    let at = html.find(&format!(r#"data-testid="{testid}""#)).unwrap_or_else(|| panic!("no {testid}"));
+    let start = html[..at].rfind(r#"href=""#).unwrap() + r#"href=""#.len();
+    html[start..].split('"').next().unwrap().replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn the_tasks_page_shows_the_registry_the_queue_and_the_history() {
+    let app = spawn(&[]).await;
+    let me = app.sign_in_as("ops", "operator").await;
+
+    // Nothing has run yet.
+    let (status, html) = page(&app, "/tasks").await;
+    assert_eq!(status, StatusCode::OK);
+    for needle in [
+        "<title>Tasks · Goblin Assistant</title>",
+        r#"href="/tasks""#,
+        "Test guild",
+        r#"data-testid="goblin-echo""#,
+        r#"data-testid="goblin-scribe""#,
+        r#"action="/fn/tasks/start""#,
+        r#"name="goblin" value="echo""#,
+        r#"name="dry_run" value="yes""#,
+        r#"data-testid="queue-empty""#,
+        "No tasks yet.",
+        r#"data-testid="history-filter""#,
+        r#"name="status""#,
+        r#"name="user""#,
+        r#"name="from" type="datetime-local""#,
+        r#"<option value="echo""#,
+        "14 goblins in 1 guild",
+    ] {
+        assert!(html.contains(needle), "missing {needle}");
+    }
+    // The unsafe goblin is shown, but its Run button is for admins.
+    assert!(html.contains(r#"data-testid="admins-only""#));
+    assert!(!html.contains(r#"name="goblin" value="danger""#));
+    assert!(!html.contains(r#"data-testid="custom-script""#), "custom scripts are for admins");
+    assert!(!html.contains(r#"data-testid="viewer-note""#));
+
+    // Search.
+    let (_, html) = page(&app, "/tasks?q=ECHO").await;
+    assert!(html.contains(r#"data-testid="goblin-echo""#) && !html.contains(r#"data-testid="goblin-env""#));
+    let (_, html) = page(&app, "/tasks?q=zzz").await;
+    assert!(html.contains(r#"data-testid="no-match""#), "{html}");
+
+    // A run, a failure, and enough dry runs for a second page of history.
+    finished(&app, &run(&app, "echo", "first").await).await;
+    finished(&app, &run(&app, "fail", "").await).await;
+    let actor = Actor { user_id: me, role: Role::Operator, token_id: None };
+    for i in 0..goblin_core::tasks::DEFAULT_HISTORY_PAGE {
+        let req = StartRequest {
+            goblin: "env".into(),
+            task: format!("dry {i}"),
+            dry_run: true,
+            ..Default::default()
+        };
+        app.state.tasks.start(&actor, req).await.unwrap();
+    }
+    let (_, html) = page(&app, "/tasks").await;
+    assert_eq!(rows(&html), 50, "one page of history, nothing queued");
+    assert!(!html.contains(r#"data-testid="history-newest""#));
+    let (_, older) = page(&app, &link(&html, "history-older")).await;
+    assert_eq!(rows(&older), 2);
+    assert!(older.contains(r#"data-status="failed""#) && older.contains(r#"data-status="succeeded""#));
+    assert!(
+        older.contains(r#"data-testid="history-newest""#)
+            && !older.contains(r#"data-testid="history-older""#)
+    );
+
+    // Filters: status, goblin and user, and times as a datetime-local input sends them.
+    let (_, html) = page(&app, "/tasks?status=succeeded").await;
+    assert_eq!(rows(&html), 1);
+    assert!(html.contains(r#"<option value="succeeded" selected"#), "the filter stays chosen");
+    let (_, html) =
+        page(&app, "/tasks?goblin=fail&user=ops&from=2020-01-01T00%3A00&to=2999-01-01T00%3A00%3A00").await;
+    assert_eq!(rows(&html), 1, "{html}");
+    assert!(html.contains("Clear filters"));
+    let (_, html) = page(&app, "/tasks?from=2999-01-01T00%3A00").await;
+    assert!(html.contains("No tasks match."));
+
+    // A bad filter is named.
+    for (query, message) in [
+        ("status=done", "status: 'done' is not one of"),
+        ("from=yesterday", "from: 'yesterday' is not a time"),
+        ("user=nobody", "user: there is no user 'nobody'"),
+        ("cursor=nope", "cursor: not a page link"),
+    ] {
+        let (_, html) = page(&app, &format!("/tasks?{query}")).await;
+        assert!(html.contains(r#"data-testid="history-error""#), "{query}");
+        assert!(unescape(&html).contains(message), "{query}: {message}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn viewers_look_but_get_no_run_buttons() {
+    let app = spawn(&[]).await;
+    app.sign_in_as("ops", "operator").await;
+    let id = run(&app, "echo", "hello").await;
+    finished(&app, &id).await;
+    app.sign_in_as("watcher", "viewer").await;
+    let (_, html) = page(&app, "/tasks").await;
+    assert!(html.contains(r#"data-testid="viewer-note""#));
+    assert!(html.contains(r#"data-testid="goblin-echo""#), "the registry is shown");
+    assert!(!html.contains(r#"action="/fn/tasks/start""#), "no run forms");
+    assert!(!html.contains(r#"data-testid="admins-only""#));
+    assert_eq!(rows(&html), 1, "the history is shown");
+    let (status, html) = page(&app, &format!("/tasks/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(r#"data-testid="output-line""#));
+    assert!(!html.contains(r#"action="/fn/tasks/rerun""#) && !html.contains(r#"action="/fn/tasks/cancel""#));
+    // And the functions refuse a viewer, whatever the page shows.
+    let (status, _) = form_post(&app, "/fn/tasks/start", "/tasks", &[("goblin", "echo"), ("task", "")]).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let resp = app
+        .post("/fn/tasks/start")
+        .header("accept", "application/json")
+        .form(&[("goblin", "echo"), ("task", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(resp.text().await.unwrap().contains("viewers can read tasks but not start them"));
+    let (_, history) = get(&app, "/api/tasks").await;
+    assert_eq!(history["tasks"].as_array().unwrap().len(), 1, "nothing was started");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn admins_confirm_unsafe_goblins_and_see_custom_scripts_only_when_allowed() {
+    let app = spawn(&[]).await;
+    let admin = app.sign_in_as("root", "admin").await;
+    let (_, html) = page(&app, "/tasks").await;
+    assert!(html.contains(r#"name="goblin" value="danger""#));
+    assert!(html.contains(r#"name="confirm" value="yes" required"#), "an explicit confirmation box");
+    assert!(html.contains("formnovalidate"), "a dry run needs no confirmation");
+    assert!(!html.contains(r#"data-testid="custom-script""#), "the setting is off");
+    assert!(html.contains(r#"data-testid="reload-form""#));
+
+    app.state
+        .settings
+        .set(Some(admin), goblin_core::settings::keys::TASK_ALLOW_CUSTOM_SCRIPTS, "true")
+        .await
+        .unwrap();
+    let (_, html) = page(&app, "/tasks").await;
+    assert!(html.contains(r#"data-testid="custom-script""#) && html.contains(r#"name="code""#));
+
+    // A script through the form, and the unsafe goblin with and without its confirmation.
+    let (status, location) = form_post(
+        &app,
+        "/fn/tasks/start",
+        "/tasks",
+        &[("goblin", ""), ("task", "ada"), ("code", "echo \"hi $GOBLIN_TASK\"")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FOUND);
+    let (_, html) = page(&app, &location).await;
+    assert!(html.contains(r#"data-testid="task-code""#) && html.contains("hi ada"), "{html}");
+    let (status, back) =
+        form_post(&app, "/fn/tasks/start", "/tasks", &[("goblin", "danger"), ("task", "")]).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let (_, html) = page(&app, &back).await;
+    assert!(unescape(&html).contains("confirm: 'danger' is marked unsafe"), "{html}");
+    let (_, location) = form_post(
+        &app,
+        "/fn/tasks/start",
+        "/tasks",
+        &[("goblin", "danger"), ("task", ""), ("confirm", "yes")],
+    )
+    .await;
+    let d = finished(&app, &task_of(&location)).await;
+    assert_eq!(lines(&d, "stdout"), ["dangerous"]);
+    // Its page asks again before a re-run.
+    let (_, html) = page(&app, &location).await;
+    assert!(html.contains(r#"data-testid="rerun-confirm""#));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_registry_and_no_history_still_render() {
+    let app = spawn(&[]).await;
+    app.sign_in_as("root", "admin").await;
+    std::fs::write(dir(&app).join("goblins.yaml"), "").unwrap();
+    let resp =
+        app.post("/fn/tasks/registry-reload").header("accept", "application/json").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
+    let (status, html) = page(&app, "/tasks").await;
+    assert_eq!(status, StatusCode::OK);
+    for needle in [
+        r#"data-testid="no-goblins""#,
+        r#"data-testid="queue-empty""#,
+        "No tasks yet.",
+        "0 goblins in 0 guilds",
+    ] {
+        assert!(html.contains(needle), "missing {needle}");
+    }
+    // A file with mistakes is refused, naming the line and field; the page lists the problems.
+    std::fs::write(
+        dir(&app).join("goblins.yaml"),
+        "guilds:\n  - id: g\n    toolbelt:\n      - id: x\n        command: echo\n        timeout_s: soon\n",
+    )
+    .unwrap();
+    let resp =
+        app.post("/fn/tasks/registry-reload").header("accept", "application/json").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.text().await.unwrap().contains("line 6"));
+    let (_, html) = page(&app, "/tasks").await;
+    assert!(
+        html.contains(r#"data-testid="registry-problems""#)
+            && html.contains("guilds[0].toolbelt[0].timeout_s")
+    );
+
+    // An unknown task is a 404 page that says so.
+    for path in [format!("/tasks/{}", uuid::Uuid::new_v4()), "/tasks/not-an-id".to_string()] {
+        let (status, html) = page(&app, &path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(html.contains(r#"data-testid="task-missing""#) && html.contains("there is no task with id"));
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_task_page_shows_output_status_and_who_ran_it() {
+    let app = spawn(&[]).await;
+    app.sign_in_as("ops", "operator").await;
+    let id = run(&app, "echo", "hello <b>world</b>").await;
+    finished(&app, &id).await;
+    let (status, html) = page(&app, &format!("/tasks/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(r#"data-testid="task-status" data-status="succeeded""#), "{html}");
+    assert!(html.contains("hello &lt;b&gt;world&lt;/b&gt;"), "the output is text, never markup");
+    assert_eq!(stream_of(&html, "to-stderr"), Some("stderr"));
+    assert_eq!(stream_of(&html, "hello &lt;b&gt;world&lt;/b&gt;</span>"), Some("stdout"));
+    for needle in [
+        r#"<dd data-testid="exit-code">0"#,
+        r#"<dd data-testid="run-by">ops"#,
+        r#"data-testid="duration""#,
+        r#"action="/fn/tasks/rerun""#,
+        r#"<h1"#,
+        "Echo",
+    ] {
+        assert!(html.contains(needle), "missing {needle}");
+    }
+    assert!(!html.contains(r#"action="/fn/tasks/cancel""#), "it has ended");
+    assert!(!html.contains(r#"data-testid="refresh""#));
+    assert!(!html.contains("http-equiv=\"refresh\""));
+
+    // A running task: its output so far, a Refresh link and a self-refresh for browsers without
+    // JavaScript, and Cancel.
+    let slow = run(&app, "slow", "").await;
+    for _ in 0..100 {
+        if !lines(&get(&app, &format!("/api/tasks/{slow}")).await.1, "stdout").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, html) = page(&app, &format!("/tasks/{slow}")).await;
+    assert!(html.contains(r#"data-testid="task-status" data-status="running""#), "{html}");
+    assert!(html.contains("started "), "the output so far");
+    assert!(html.contains(r#"data-testid="refresh""#) && html.contains("http-equiv=\"refresh\""));
+    assert!(html.contains(r#"action="/fn/tasks/cancel""#));
+    let (_, home) = page(&app, "/tasks").await;
+    assert!(
+        home.contains(r#"data-testid="queue-table""#) && home.contains(&format!(r#"href="/tasks/{slow}""#))
+    );
+    let (status, _) = post(&app, &format!("/api/tasks/{slow}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn plain_forms_start_dry_run_cancel_and_rerun_and_refusals_name_the_field() {
+    let app = spawn(&[]).await;
+    app.sign_in_as("ops", "operator").await;
+
+    // Start: the post waits for a quick task, then shows its page with how it ended.
+    let (status, location) =
+        form_post(&app, "/fn/tasks/start", "/tasks", &[("goblin", "echo"), ("task", "from a form")]).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let first = task_of(&location);
+    let (_, html) = page(&app, &location).await;
+    assert!(html.contains(r#"data-status="succeeded""#) && html.contains("from a form"), "{html}");
+
+    // Dry run: the rendered command, and nothing runs.
+    let (status, location) = form_post(
+        &app,
+        "/fn/tasks/start",
+        "/tasks",
+        &[("goblin", "touch"), ("task", "t"), ("dry_run", "yes")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FOUND);
+    let (_, html) = page(&app, &location).await;
+    assert!(html.contains(r#"data-testid="task-status" data-status="dry_run""#), "{html}");
+    assert!(unescape(&html).contains("command: /bin/sh -c 'touch "), "{html}");
+    assert_eq!(stream_of(&html, "Dry run: nothing was executed."), Some("system"));
+    assert!(html.contains("Dry run again"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!dir(&app).join("side-effect").exists(), "a dry run executed the command");
+
+    // Cancel goes back to the task's page, which shows it cancelled.
+    let slow = run(&app, "slow", "").await;
+    let page_of_slow = format!("/tasks/{slow}");
+    let (status, back) = form_post(&app, "/fn/tasks/cancel", &page_of_slow, &[("id", slow.as_str())]).await;
+    assert_eq!((status, back.trim_end_matches('?')), (StatusCode::FOUND, app.url(&page_of_slow).as_str()));
+    let (_, html) = page(&app, &back).await;
+    assert!(html.contains(r#"data-testid="task-status" data-status="cancelled""#), "{html}");
+    assert!(html.contains("cancelled by ops") && !html.contains(r#"action="/fn/tasks/cancel""#));
+
+    // Re-run makes a new task and shows it.
+    let (status, location) =
+        form_post(&app, "/fn/tasks/rerun", &format!("/tasks/{first}"), &[("id", first.as_str())]).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let again = task_of(&location);
+    assert_ne!(again, first);
+    assert_eq!(lines(&finished(&app, &again).await, "stdout"), ["from a form"]);
+
+    // Refusals come back to the page they were sent from, naming the field.
+    let long = "x".repeat(goblin_core::tasks::MAX_TASK_CHARS + 1);
+    for (form, message) in [
+        (vec![("goblin", "no-such-goblin"), ("task", "")], "goblin: there is no goblin"),
+        (vec![("goblin", "echo"), ("task", long.as_str())], "task: at most 16000 characters"),
+        (vec![("goblin", ""), ("task", "")], "goblin: choose a goblin"),
+        (
+            vec![("goblin", "danger"), ("task", ""), ("confirm", "yes")],
+            "is marked unsafe: only admins can run it",
+        ),
+        (vec![("goblin", ""), ("task", ""), ("code", "ls")], "only admins can run custom scripts"),
+    ] {
+        let (status, back) = form_post(&app, "/fn/tasks/start", "/tasks", &form).await;
+        assert_eq!(status, StatusCode::FOUND, "{message}");
+        assert!(back.starts_with(&app.url("/tasks?")), "{back}");
+        let (_, html) = page(&app, &back).await;
+        let text = unescape(&html);
+        let shown = text.split(r#"data-testid="start-error""#).nth(1).unwrap_or_default();
+        assert!(shown.split("</p>").next().unwrap().contains(message), "{message}: {shown:.300}");
+    }
+    let (_, back) = form_post(&app, "/fn/tasks/rerun", "/tasks", &[("id", "not-an-id")]).await;
+    assert!(back.contains("__err"));
+    app.sign_in_as("other", "operator").await;
+    let another = run(&app, "slow", "").await;
+    app.sign_in_as("ops2", "operator").await;
+    let from = format!("/tasks/{another}");
+    let (_, back) = form_post(&app, "/fn/tasks/cancel", &from, &[("id", another.as_str())]).await;
+    let (_, html) = page(&app, &back).await;
+    assert!(
+        unescape(&html).contains("only the person who started a task, or an admin, can cancel it"),
+        "{html}"
+    );
+
+    // Called in place (hydrated), the functions answer JSON with the status of a refusal.
+    let call = |form: Vec<(&'static str, String)>| {
+        app.post("/fn/tasks/start").header("accept", "application/json").form(&form).send()
+    };
+    let resp = call(vec![("goblin", "echo".into()), ("task", "json".into())]).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "queued");
+    let resp = call(vec![("goblin", "nope".into()), ("task", String::new())]).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = call(vec![("goblin", "danger".into()), ("task", String::new())]).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    app.sign_in_as("root", "admin").await;
+    let (status, _) = post(&app, &format!("/api/tasks/{another}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
     app.stop().await;
 }
