@@ -93,7 +93,7 @@ setup_url=$(grep -o 'http://[^ ]*/setup?token=[A-Za-z0-9_-]*' "$work/server.log"
 (cd end2end && export GOBLIN_BASE_URL="http://localhost:$port" GOBLIN_SETUP_URL="$setup_url" \
   GOBLIN_E2E_STATE="$work/admin-state.json" GOBLIN_MOCK_URL="$mock_url" GOBLIN_MOCK_KEY="$mock_key" &&
   node --test tests/first-run.test.mjs &&
-  node --test --test-concurrency=1 tests/providers.test.mjs tests/routing.test.mjs tests/chat.test.mjs tests/tasks.test.mjs) || {
+  node --test --test-concurrency=1 tests/providers.test.mjs tests/routing.test.mjs tests/chat.test.mjs tests/tasks.test.mjs tests/monitoring.test.mjs) || {
   echo "--- server log ---" >&2; tail -n 50 "$work/server.log" >&2; exit 1; }
 
 say "API client tests (the official openai package)"

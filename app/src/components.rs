@@ -1,5 +1,6 @@
 //! Components shared by several pages.
 
+pub mod charts;
 pub mod layout;
 pub mod status;
 pub mod ui;

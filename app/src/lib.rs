@@ -26,10 +26,10 @@ use leptos_router::{
 use crate::{
     components::layout::Layout,
     pages::{
-        account::AccountPage, admin::AdminPage, admin_provider::AdminProviderPage,
-        admin_providers::AdminProvidersPage, admin_routing::AdminRoutingPage,
-        admin_settings::AdminSettingsPage, chat::ChatPage, home::HomePage, not_found::NotFound,
-        setup::SetupPage, signin::SignInPage, task::TaskPage, tasks::TasksPage,
+        account::AccountPage, admin::AdminPage, admin_monitoring::AdminMonitoringPage,
+        admin_provider::AdminProviderPage, admin_providers::AdminProvidersPage,
+        admin_routing::AdminRoutingPage, admin_settings::AdminSettingsPage, chat::ChatPage, home::HomePage,
+        not_found::NotFound, setup::SetupPage, signin::SignInPage, task::TaskPage, tasks::TasksPage,
     },
 };
 
@@ -66,14 +66,15 @@ pub fn App() -> impl IntoView {
         <Router>
             <Layout>
                 <Routes fallback=|| view! { <NotFound /> }>
-                    <Route path=StaticSegment("") view=HomePage />
-                    <Route path=StaticSegment("tasks") ssr=SsrMode::InOrder view=TasksPage />
-                    // Async: an unknown task is answered 404, which needs its data before the headers.
-                    <Route path=(StaticSegment("tasks"), ParamSegment("id")) ssr=SsrMode::Async view=TaskPage />
+                    // In order: the dashboard's cards and charts are in the HTML as sent, for browsers without JavaScript.
+                    <Route path=StaticSegment("") ssr=SsrMode::InOrder view=HomePage />
                     <Route path=StaticSegment("account") ssr=SsrMode::InOrder view=AccountPage />
                     // Async: an unknown conversation is answered 404, which needs its data before the headers.
                     <Route path=StaticSegment("chat") ssr=SsrMode::Async view=ChatPage />
                     <Route path=(StaticSegment("chat"), ParamSegment("id")) ssr=SsrMode::Async view=ChatPage />
+                    <Route path=StaticSegment("tasks") ssr=SsrMode::InOrder view=TasksPage />
+                    // Async: an unknown task is answered 404, which needs its data before the headers.
+                    <Route path=(StaticSegment("tasks"), ParamSegment("id")) ssr=SsrMode::Async view=TaskPage />
                     <Route path=StaticSegment("admin") ssr=SsrMode::InOrder view=AdminPage />
                     <Route path=(StaticSegment("admin"), StaticSegment("providers")) ssr=SsrMode::InOrder view=AdminProvidersPage />
                     <Route
@@ -83,6 +84,7 @@ pub fn App() -> impl IntoView {
                     />
                     <Route path=(StaticSegment("admin"), StaticSegment("routing")) ssr=SsrMode::InOrder view=AdminRoutingPage />
                     <Route path=(StaticSegment("admin"), StaticSegment("settings")) ssr=SsrMode::InOrder view=AdminSettingsPage />
+                    <Route path=(StaticSegment("admin"), StaticSegment("monitoring")) ssr=SsrMode::InOrder view=AdminMonitoringPage />
                     <Route path=StaticSegment("invite") view=|| view! { <SetupPage invite=true /> } />
                     <Route path=StaticSegment("signin") view=SignInPage />
                     <Route path=StaticSegment("setup") view=|| view! { <SetupPage /> } />

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod admin_monitoring;
 pub mod admin_provider;
 pub mod admin_providers;
 pub mod admin_routing;

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod chat;
 pub mod health;
+pub mod monitoring;
 pub mod providers;
 pub mod routing;
 pub mod settings;

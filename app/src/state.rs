@@ -35,4 +35,6 @@ pub struct AppState {
     pub chat: Arc<goblin_core::chat::ChatService>,
     /// Goblin tasks: the registry, the queue, runs and their live output.
     pub tasks: Arc<goblin_core::tasks::TaskService>,
+    /// Raptor: process sampling, its log, and traced exceptions.
+    pub raptor: Arc<goblin_core::raptor::Raptor>,
 }

@@ -22,6 +22,12 @@ pub struct Event<'a> {
 /// # Errors
 /// When the row cannot be written.
 pub async fn record(db: &impl ConnectionTrait, clock: &dyn Clock, e: Event<'_>) -> Result<(), DbErr> {
+    let outcome = if e.success { "success" } else { "failure" };
+    metrics::counter!("goblin_audit_events_total", "action" => e.action.to_string(), "outcome" => outcome)
+        .increment(1);
+    if e.action.starts_with("signin.") {
+        metrics::counter!("goblin_passkey_signins_total", "outcome" => outcome).increment(1);
+    }
     audit_log::ActiveModel {
         at: Set(clock.now()),
         actor_user_id: Set(e.actor),

@@ -153,6 +153,76 @@ pub struct Config {
     pub file: Option<PathBuf>,
     /// The goblin registry and how this process runs tasks.
     pub tasks: TasksConfig,
+    /// Raptor: process sampling, its log file, and exception tracing (`[raptor]`).
+    pub raptor: RaptorConfig,
+    /// Who may read `/metrics` (`[metrics]`).
+    pub metrics: MetricsConfig,
+}
+
+/// The least severe level a log line must have to be written to the Raptor log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RaptorLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl RaptorLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RaptorLevel::Error => "error",
+            RaptorLevel::Warn => "warn",
+            RaptorLevel::Info => "info",
+            RaptorLevel::Debug => "debug",
+        }
+    }
+
+    /// `error`, `warn` (or `warning`), `info`, `debug`, in any case.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "error" => Some(RaptorLevel::Error),
+            "warn" | "warning" => Some(RaptorLevel::Warn),
+            "info" => Some(RaptorLevel::Info),
+            "debug" => Some(RaptorLevel::Debug),
+            _ => None,
+        }
+    }
+}
+
+/// Raptor, the process monitor (`[raptor]` in `goblin.toml`; the keys of the old `raptor.ini`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RaptorConfig {
+    /// The least severe app log level also written to the Raptor log (default `warn`). Samples
+    /// are always written while Raptor runs.
+    pub level: RaptorLevel,
+    /// The Raptor log (default `<data_dir>/logs/raptor.log`). Rotated files get `.1`, `.2`, …
+    pub file: PathBuf,
+    /// The log is rotated at this size (default 50 MiB) and at the start of each day.
+    pub max_file_bytes: u64,
+    /// Rotated files kept besides the current one (default 5).
+    pub max_files: u32,
+    pub enable_cpu: bool,
+    pub enable_memory: bool,
+    /// How often a running Raptor samples (default 1000 ms).
+    pub sample_rate: Duration,
+    /// Whether error events and panics are stored as exceptions (default true).
+    pub trace_exceptions: bool,
+    /// Exceptions not seen for this many days are deleted (default 30).
+    pub exception_retention_days: u32,
+    /// At most this many exception groups are kept; the least recently seen go first (default 1000).
+    pub max_exceptions: u32,
+}
+
+/// Access to `/metrics` (`[metrics]` in `goblin.toml`).
+#[derive(Clone, Debug)]
+pub struct MetricsConfig {
+    /// When set, scrapers must send `Authorization: Bearer <token>` (`GOBLIN_METRICS_TOKEN`).
+    pub token: Option<Secret<String>>,
+    /// Without a token, whether clients on the loopback address may scrape (default true). Behind a
+    /// reverse proxy on the same machine every client looks like loopback: set a token there.
+    pub loopback_without_token: bool,
 }
 
 /// Where goblins are defined and how this process runs them (`[tasks]` in `goblin.toml`).
@@ -244,6 +314,18 @@ const KEYS: &[KeySpec] = &[
     KeySpec { key: "tasks.lease_ms", env: &["GOBLIN_TASK_LEASE_MS"] },
     KeySpec { key: "tasks.poll_ms", env: &["GOBLIN_TASK_POLL_MS"] },
     KeySpec { key: "tasks.kill_grace_ms", env: &["GOBLIN_TASK_KILL_GRACE_MS"] },
+    KeySpec { key: "raptor.level", env: &["GOBLIN_RAPTOR_LEVEL"] },
+    KeySpec { key: "raptor.file", env: &["GOBLIN_RAPTOR_FILE"] },
+    KeySpec { key: "raptor.max_file_mb", env: &["GOBLIN_RAPTOR_MAX_FILE_MB"] },
+    KeySpec { key: "raptor.max_files", env: &["GOBLIN_RAPTOR_MAX_FILES"] },
+    KeySpec { key: "raptor.enable_cpu", env: &["GOBLIN_RAPTOR_ENABLE_CPU"] },
+    KeySpec { key: "raptor.enable_memory", env: &["GOBLIN_RAPTOR_ENABLE_MEMORY"] },
+    KeySpec { key: "raptor.sample_rate_ms", env: &["GOBLIN_RAPTOR_SAMPLE_RATE_MS"] },
+    KeySpec { key: "raptor.trace_exceptions", env: &["GOBLIN_RAPTOR_TRACE_EXCEPTIONS"] },
+    KeySpec { key: "raptor.exception_retention_days", env: &["GOBLIN_RAPTOR_EXCEPTION_RETENTION_DAYS"] },
+    KeySpec { key: "raptor.max_exceptions", env: &["GOBLIN_RAPTOR_MAX_EXCEPTIONS"] },
+    KeySpec { key: "metrics.token", env: &["GOBLIN_METRICS_TOKEN"] },
+    KeySpec { key: "metrics.loopback_without_token", env: &["GOBLIN_METRICS_LOOPBACK_WITHOUT_TOKEN"] },
 ];
 
 /// The conventional environment names that seed providers on first start (see `providers::seed`).
@@ -608,7 +690,48 @@ impl Config {
             environment: Secret::new(sources.env.clone()),
         };
 
+        let raptor = RaptorConfig {
+            level: match r.string("raptor.level")? {
+                None => RaptorLevel::Warn,
+                Some((v, origin)) => RaptorLevel::parse(&v).ok_or_else(|| ConfigError {
+                    key: "raptor.level".into(),
+                    origin,
+                    problem: format!("'{v}' is not one of error, warn, info, debug"),
+                })?,
+            },
+            file: r
+                .string("raptor.file")?
+                .filter(|(v, _)| !v.trim().is_empty())
+                .map(|(v, _)| PathBuf::from(v.trim()))
+                .unwrap_or_else(|| data_dir.join("logs").join("raptor.log")),
+            max_file_bytes: u64::from(r.u32("raptor.max_file_mb", 1, 10_240)?.unwrap_or(50)) * 1024 * 1024,
+            max_files: r.u32("raptor.max_files", 1, 100)?.unwrap_or(5),
+            enable_cpu: r.bool("raptor.enable_cpu")?.unwrap_or(true),
+            enable_memory: r.bool("raptor.enable_memory")?.unwrap_or(true),
+            sample_rate: millis("raptor.sample_rate_ms", 100, 3_600_000, 1_000)?,
+            trace_exceptions: r.bool("raptor.trace_exceptions")?.unwrap_or(true),
+            exception_retention_days: r.u32("raptor.exception_retention_days", 1, 3_650)?.unwrap_or(30),
+            max_exceptions: r.u32("raptor.max_exceptions", 10, 1_000_000)?.unwrap_or(1_000),
+        };
+        let metrics = MetricsConfig {
+            token: match r.string("metrics.token")? {
+                Some((v, _)) if v.trim().is_empty() => None,
+                Some((v, origin)) if v.trim().len() < 16 => {
+                    return Err(ConfigError {
+                        key: "metrics.token".into(),
+                        origin,
+                        problem: "must be at least 16 characters".into(),
+                    });
+                }
+                Some((v, _)) => Some(Secret::new(v.trim().to_string())),
+                None => None,
+            },
+            loopback_without_token: r.bool("metrics.loopback_without_token")?.unwrap_or(true),
+        };
+
         Ok(Config {
+            raptor,
+            metrics,
             tasks,
             settings_refresh,
             listen,
@@ -648,6 +771,22 @@ impl Config {
             "provider_env": self.provider_env.keys().collect::<Vec<_>>(),
             "auth": self.auth,
             "log": { "format": self.log.format, "filter": self.log.filter },
+            "raptor": {
+                "level": self.raptor.level,
+                "file": self.raptor.file.display().to_string(),
+                "max_file_mb": self.raptor.max_file_bytes / (1024 * 1024),
+                "max_files": self.raptor.max_files,
+                "enable_cpu": self.raptor.enable_cpu,
+                "enable_memory": self.raptor.enable_memory,
+                "sample_rate_ms": self.raptor.sample_rate.as_millis() as u64,
+                "trace_exceptions": self.raptor.trace_exceptions,
+                "exception_retention_days": self.raptor.exception_retention_days,
+                "max_exceptions": self.raptor.max_exceptions,
+            },
+            "metrics": {
+                "token": if self.metrics.token.is_some() { "set" } else { "not set" },
+                "loopback_without_token": self.metrics.loopback_without_token,
+            },
             "tasks": {
                 "registry": self.tasks.registry.display().to_string(),
                 "registry_poll_ms": self.tasks.registry_poll.as_millis() as u64,
@@ -1044,6 +1183,50 @@ mod tests {
         ] {
             let e = Config::load(&env(pairs)).unwrap_err().to_string();
             assert!(e.contains(expected), "{e:?} should contain {expected:?}");
+        }
+    }
+
+    #[test]
+    fn raptor_and_metrics_settings_have_defaults_and_are_checked() {
+        let c = Config::load(&env(&[("GOBLIN_DATA_DIR", "/srv/goblin")])).unwrap();
+        let r = &c.raptor;
+        assert_eq!(r.level, RaptorLevel::Warn);
+        assert_eq!(r.file, PathBuf::from("/srv/goblin/logs/raptor.log"));
+        assert_eq!(r.sample_rate, Duration::from_secs(1));
+        assert!(r.enable_cpu && r.enable_memory && r.trace_exceptions);
+        assert!(c.metrics.token.is_none() && c.metrics.loopback_without_token);
+
+        let (_d, s) = with_file(
+            "[raptor]\nlevel = \"INFO\"\nsample_rate_ms = 250\nenable_cpu = false\n",
+            &[("GOBLIN_METRICS_TOKEN", "metrics-s3cret-token-value")],
+        );
+        let c = Config::load(&s).unwrap();
+        assert_eq!((c.raptor.level, c.raptor.sample_rate), (RaptorLevel::Info, Duration::from_millis(250)));
+        assert!(!c.raptor.enable_cpu);
+        assert_eq!(c.metrics.token.as_ref().map(|t| t.expose().as_str()), Some("metrics-s3cret-token-value"));
+        assert!(
+            !format!("{c:?}").contains("metrics-s3cret")
+                && !c.to_masked_json().to_string().contains("s3cret")
+        );
+
+        for (pairs, expected) in [
+            (
+                &[("GOBLIN_RAPTOR_LEVEL", "loud")][..],
+                "raptor.level (from GOBLIN_RAPTOR_LEVEL): 'loud' is not one of",
+            ),
+            (
+                &[("GOBLIN_RAPTOR_SAMPLE_RATE_MS", "5")][..],
+                "raptor.sample_rate_ms (from GOBLIN_RAPTOR_SAMPLE_RATE_MS): 5 is out of range",
+            ),
+            (&[("GOBLIN_RAPTOR_ENABLE_MEMORY", "perhaps")][..], "raptor.enable_memory"),
+            (
+                &[("GOBLIN_METRICS_TOKEN", "short")][..],
+                "metrics.token (from GOBLIN_METRICS_TOKEN): must be at least 16",
+            ),
+        ] {
+            let e = Config::load(&env(pairs)).unwrap_err().to_string();
+            assert!(e.contains(expected), "{e:?} should contain {expected:?}");
+            assert!(!e.contains("short"), "the token is not repeated: {e}");
         }
     }
 

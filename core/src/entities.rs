@@ -4,6 +4,7 @@
 
 pub mod api_tokens;
 pub mod audit_log;
+pub mod exceptions;
 pub mod global_settings;
 pub mod invites;
 pub mod model_configs;
@@ -31,6 +32,7 @@ pub mod users;
 pub mod prelude {
     pub use super::api_tokens::Entity as ApiTokens;
     pub use super::audit_log::Entity as AuditLog;
+    pub use super::exceptions::Entity as Exceptions;
     pub use super::global_settings::Entity as GlobalSettings;
     pub use super::invites::Entity as Invites;
     pub use super::model_configs::Entity as ModelConfigs;

@@ -288,6 +288,7 @@ impl Gateway {
 
     fn breaker_success(&self, target: &Target, rules: &Rules) {
         let change = self.breakers.success(target.provider.id, &target.model, self.clock.now(), rules);
+        circuit_metric(target, change);
         if change == Change::Closed
             && let Some(shared) = self.shared_breakers.clone()
         {
@@ -298,6 +299,7 @@ impl Gateway {
 
     fn breaker_failure(&self, target: &Target, rules: &Rules) {
         let change = self.breakers.failure(target.provider.id, &target.model, self.clock.now(), rules);
+        circuit_metric(target, change);
         if let Change::Opened(until) = change
             && let Some(shared) = self.shared_breakers.clone()
         {
@@ -1480,4 +1482,20 @@ impl OpenStream {
         }
         Ok(Some(out))
     }
+}
+
+/// Counts a breaker's change in the Prometheus metrics: `goblin_gateway_circuit_transitions_total`
+/// and `goblin_gateway_circuit_state` (0 closed, 1 open; `/metrics` also shows 2, half-open, which
+/// comes with time rather than with a result).
+fn circuit_metric(target: &Target, change: Change) {
+    let to = match change {
+        Change::None => return,
+        Change::Opened(_) => "open",
+        Change::Closed => "closed",
+    };
+    let (provider, model) = (target.provider.id.to_string(), target.model.clone());
+    metrics::counter!("goblin_gateway_circuit_transitions_total", "provider" => provider.clone(), "model" => model.clone(), "to" => to)
+        .increment(1);
+    metrics::gauge!("goblin_gateway_circuit_state", "provider" => provider, "model" => model)
+        .set(if to == "open" { 1.0 } else { 0.0 });
 }

@@ -30,6 +30,7 @@ mod m20261129_000024_add_prompt_to_streams;
 mod m20261129_000025_add_budgets;
 mod m20261129_000026_create_task_logs;
 mod m20261129_000027_add_token_to_tasks;
+mod m20261129_000030_create_exceptions;
 mod m20261129_000031_create_search_chunks;
 
 /// The 14 tables of the initial schema, in creation order.
@@ -83,6 +84,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000025_add_budgets::Migration),
             Box::new(m20261129_000026_create_task_logs::Migration),
             Box::new(m20261129_000027_add_token_to_tasks::Migration),
+            Box::new(m20261129_000030_create_exceptions::Migration),
             Box::new(m20261129_000031_create_search_chunks::Migration),
         ]
     }

@@ -1,7 +1,7 @@
 //! Pages need a signed-in person. A browser that is not signed in is sent to `/signin` (a plain
 //! redirect, so it works without JavaScript); the sign-in and setup pages, static files, health
-//! checks, server functions and the token-authenticated API are reachable without a session (server
-//! functions and API handlers check authorisation themselves).
+//! checks, metrics, Raptor's API, server functions and the token-authenticated API are reachable
+//! without a session (each checks authorisation itself).
 
 use std::net::SocketAddr;
 
@@ -15,8 +15,19 @@ use goblin_app::state::AppState;
 use goblin_core::sessions::{SIGNED_IN_AT_KEY, USER_ID_KEY, within_absolute_lifetime};
 use tower_sessions::Session;
 
-const PUBLIC_PREFIXES: &[&str] =
-    &["/signin", "/setup", "/invite", "/fn", "/api", "/v1", "/health", "/pkg", "/favicon.ico"];
+const PUBLIC_PREFIXES: &[&str] = &[
+    "/signin",
+    "/setup",
+    "/invite",
+    "/fn",
+    "/api",
+    "/v1",
+    "/health",
+    "/metrics",
+    "/raptor",
+    "/pkg",
+    "/favicon.ico",
+];
 
 fn is_public(path: &str) -> bool {
     PUBLIC_PREFIXES
@@ -58,6 +69,7 @@ pub async fn require_sign_in(State(state): State<AppState>, req: Request, next: 
     let Some(user_id) = user_id.and_then(|id| uuid::Uuid::parse_str(&id).ok()) else {
         return Redirect::to("/signin").into_response();
     };
+    tracing::Span::current().record("user_id", tracing::field::display(user_id));
     if is_admin_page(path) {
         use sea_orm::EntityTrait;
         let user = goblin_core::entities::users::Entity::find_by_id(user_id).one(&state.db).await;
@@ -154,11 +166,15 @@ mod tests {
             "/api/me",
             "/health",
             "/health/db",
+            "/metrics",
+            "/raptor/status",
             "/pkg/goblin.js",
         ] {
             assert!(is_public(p), "{p}");
         }
-        for p in ["/", "/tasks", "/admin/users", "/signinx", "/setupx/y", "/admin/x.json", "/metrics"] {
+        for p in
+            ["/", "/tasks", "/admin/users", "/signinx", "/setupx/y", "/admin/x.json", "/metricsx", "/raptors"]
+        {
             assert!(!is_public(p), "{p}");
         }
     }

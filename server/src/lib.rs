@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod csrf;
 pub mod fn_errors;
+pub mod observe;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -3,6 +3,8 @@
 pub mod api;
 pub mod chat;
 pub mod health;
+pub mod metrics;
+pub mod raptor;
 pub mod search;
 pub mod tasks;
 pub mod v1;

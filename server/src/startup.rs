@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use tower_http::{
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
+    trace::{DefaultOnFailure, TraceLayer},
 };
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
@@ -63,6 +63,8 @@ impl Application {
     /// When the database cannot be reached or migrated, Redis is configured with an invalid URL, or
     /// the address cannot be bound.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // The metrics recorder must be in place before anything records.
+        crate::observe::prometheus();
         let conn = db::connect(&config.database).await?;
         db::migrate_up(&conn).await?;
 
@@ -184,7 +186,10 @@ impl Application {
             Some(r) => goblin_core::rate_limit::RateLimiter::redis(r.clone(), clock.clone()),
             None => goblin_core::rate_limit::RateLimiter::memory(clock.clone()),
         });
+        let raptor = goblin_core::raptor::Raptor::new(&config.raptor, conn.clone(), clock.clone())
+            .with_context(|| format!("Failed to open the Raptor log {}", config.raptor.file.display()))?;
         let state = AppState {
+            raptor,
             leptos_options,
             rate_limiter,
             passkeys,
@@ -282,9 +287,11 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(routes::api::router())
         .merge(routes::chat::router())
-        .merge(routes::search::router())
         .merge(routes::tasks::router())
+        .merge(routes::search::router())
         .merge(routes::v1::router())
+        .merge(routes::raptor::router())
+        .merge(routes::metrics::router(routes::metrics::Scrape::new(state.clock.now())))
         .leptos_routes_with_context(&state, routes, move || provide_context(ctx_state.clone()), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
@@ -300,12 +307,38 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::fn_errors::audit_unreadable_ceremony_requests,
         ))
+        // A panicking handler answers 500 with the request id; metrics count that answer too.
+        .layer(axum::middleware::from_fn(crate::observe::catch_panic))
+        .layer(axum::middleware::from_fn(crate::observe::http_metrics))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &HttpRequest<Body>| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
+        // The request span: its fields are the context of every log line and traced exception of the
+        // request (`user_id` is recorded once known). The path is logged without its query string.
+        // A 5xx answer is a warning here: its cause is logged (and captured) where it happened.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN))
+                .make_span_with(request_span),
+        )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(axum::middleware::from_fn(crate::observe::sanitize_request_id))
+}
+
+/// The span every request runs in: method, path (without the query string, which may hold a secret),
+/// matched route, request id, and `user_id` once known.
+fn request_span(req: &HttpRequest<Body>) -> tracing::Span {
+    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", axum::extract::MatchedPath::as_str);
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        route = %route,
+        request_id = %id,
+        user_id = tracing::field::Empty,
+    )
 }
 
 /// Static files first; anything else is rendered by the app, whose fallback route answers 404.

@@ -15,6 +15,7 @@ pub fn AdminNav(current: &'static str) -> impl IntoView {
         ("/admin/providers", "Providers"),
         ("/admin/routing", "Routing"),
         ("/admin/settings", "Settings"),
+        ("/admin/monitoring", "Monitoring"),
         ("/account", "Your API tokens"),
     ];
     view! {

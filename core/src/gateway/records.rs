@@ -255,6 +255,7 @@ impl Records {
     /// database: when the queue is full the row is dropped and counted.
     pub fn record(&self, r: RequestRecord) {
         self.shared.observe(&r);
+        export(&r);
         // Counted before sending so the writer can never take it off first.
         self.shared.pending.fetch_add(1, Relaxed);
         if self.tx.try_send(Msg::Row(Box::new(r))).is_err() {
@@ -310,6 +311,46 @@ impl Records {
         })
         .await
         .unwrap_or(false)
+    }
+}
+
+/// Counts a finished request in the Prometheus metrics (`/metrics`), labelled by provider id and
+/// model: requests by outcome, attempts and their errors (by the rule of [`Shared::observe`]),
+/// latency and TTFT histograms, tokens and cost. The recorder's maps are sharded, so this takes no
+/// lock that every request shares.
+fn export(r: &RequestRecord) {
+    let provider = r.provider_id.map_or_else(|| "none".to_string(), |p| p.to_string());
+    let model = r.model.clone().unwrap_or_else(|| "none".to_string());
+    let outcome = r.outcome.as_str();
+    metrics::counter!("goblin_gateway_requests_total", "provider" => provider.clone(), "model" => model.clone(), "outcome" => outcome)
+        .increment(1);
+    for a in r.attempts.iter().filter(|a| !a.error.as_deref().is_some_and(|e| e.starts_with("skipped"))) {
+        let failed = attempt_failed(a);
+        let labels = [("provider", a.provider_id.to_string()), ("model", a.model.clone())];
+        metrics::counter!("goblin_gateway_attempts_total", &labels).increment(1);
+        if failed {
+            metrics::counter!("goblin_gateway_errors_total", &labels).increment(1);
+        }
+    }
+    if r.outcome == Outcome::Error && r.attempts.is_empty() {
+        metrics::counter!("goblin_gateway_errors_total", "provider" => provider.clone(), "model" => model.clone())
+            .increment(1);
+    }
+    let labels = [("provider", provider), ("model", model)];
+    metrics::histogram!("goblin_gateway_request_duration_seconds", &labels)
+        .record(f64::from(r.latency_ms) / 1000.0);
+    if let Some(t) = r.ttft_ms {
+        metrics::histogram!("goblin_gateway_ttft_seconds", &labels).record(f64::from(t) / 1000.0);
+    }
+    if r.tokens_in > 0 || r.tokens_out > 0 {
+        let [(_, p), (_, m)] = &labels;
+        metrics::counter!("goblin_gateway_tokens_total", "provider" => p.clone(), "model" => m.clone(), "direction" => "in")
+            .increment(r.tokens_in);
+        metrics::counter!("goblin_gateway_tokens_total", "provider" => p.clone(), "model" => m.clone(), "direction" => "out")
+            .increment(r.tokens_out);
+    }
+    if r.cost_micros > 0 {
+        metrics::counter!("goblin_gateway_cost_micro_usd_total", &labels).increment(r.cost_micros as u64);
     }
 }
 

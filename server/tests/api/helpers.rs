@@ -8,7 +8,8 @@ use sea_orm::{ConnectionTrait, Database};
 
 static TRACING: Once = Once::new();
 
-/// Set TEST_LOG=1 to see the server's logs while tests run.
+/// Set TEST_LOG=1 to see the server's logs while tests run. Without it nothing is printed, but the
+/// Raptor layer is installed all the same, so exceptions are captured as in production.
 pub fn init_test_log() {
     TRACING.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
@@ -16,6 +17,8 @@ pub fn init_test_log() {
                 format: goblin_core::config::LogFormat::Text,
                 filter: "debug,sqlx=warn,hyper=info".into(),
             });
+        } else {
+            goblin_server::telemetry::init_quiet();
         }
     });
 }

@@ -13,6 +13,7 @@ mod helpers;
 mod instances;
 mod keys;
 mod migrations;
+mod monitoring;
 mod pages;
 mod pg_restart;
 mod providers;

@@ -1,0 +1,181 @@
+//! What every request passes through to be observable: a well-formed request id, the HTTP metrics,
+//! and the panic catcher that turns a panicking handler into a 500 carrying the request id.
+//!
+//! The Prometheus recorder is process-wide (the `metrics` macros record into one global recorder),
+//! so it is installed once, by the first [`crate::Application`] built in the process; `/metrics`
+//! renders it (no listener of its own). Recording is a lookup in the recorder's sharded maps and an
+//! atomic add: no lock shared by every request, and never the database.
+
+use std::{panic::AssertUnwindSafe, sync::OnceLock, time::Instant};
+
+use axum::{
+    Json,
+    extract::{MatchedPath, Request},
+    http::{HeaderValue, Method, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use futures_util::FutureExt;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// The request id header, taken from the request (when well formed) or generated.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Latency buckets (seconds) of request, gateway and task histograms.
+const LATENCY_BUCKETS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+const TASK_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 86_400.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's Prometheus recorder, installed on first use.
+pub fn prometheus() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full("goblin_task_duration_seconds".into()), TASK_BUCKETS)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS));
+        let recorder = match builder {
+            Ok(b) => b.build_recorder(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not set the histogram buckets; using summaries");
+                PrometheusBuilder::new().build_recorder()
+            }
+        };
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!(
+                "another metrics recorder is installed; /metrics shows only what reaches this one"
+            );
+        }
+        describe();
+        handle
+    })
+}
+
+/// Help texts of the series recorded on the request path.
+fn describe() {
+    metrics::describe_counter!(
+        "goblin_http_requests_total",
+        "HTTP requests by method, matched route and status"
+    );
+    metrics::describe_histogram!(
+        "goblin_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to the response head (streams keep going after it), by method, matched route and status"
+    );
+    metrics::describe_counter!(
+        "goblin_gateway_requests_total",
+        "Gateway requests by answering provider id, model and outcome"
+    );
+    metrics::describe_counter!("goblin_gateway_attempts_total", "Gateway attempts sent to a provider");
+    metrics::describe_counter!(
+        "goblin_gateway_errors_total",
+        "Gateway attempts that failed for their provider"
+    );
+    metrics::describe_histogram!(
+        "goblin_gateway_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Gateway request latency"
+    );
+    metrics::describe_histogram!(
+        "goblin_gateway_ttft_seconds",
+        metrics::Unit::Seconds,
+        "Time to the first token of streamed answers"
+    );
+    metrics::describe_counter!("goblin_gateway_tokens_total", "Tokens in and out");
+    metrics::describe_counter!(
+        "goblin_gateway_cost_micro_usd_total",
+        "Cost of answered requests, in micro-USD"
+    );
+    metrics::describe_counter!(
+        "goblin_gateway_circuit_transitions_total",
+        "Circuit breakers opening and closing"
+    );
+    metrics::describe_counter!("goblin_passkey_signins_total", "Passkey sign-ins by outcome");
+    metrics::describe_counter!(
+        "goblin_exceptions_captured_total",
+        "Error events and panics captured by Raptor"
+    );
+    // Shown from the start, at zero, rather than after the first sign-in.
+    for outcome in ["success", "failure"] {
+        metrics::counter!("goblin_passkey_signins_total", "outcome" => outcome).increment(0);
+    }
+    metrics::counter!("goblin_exceptions_captured_total").increment(0);
+}
+
+/// Removes an incoming request id that is not 1 to 128 characters of letters, digits and `-_.:`,
+/// so that one is generated instead: the id goes into every log line of the request.
+pub async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
+    let bad = req.headers().get(REQUEST_ID).is_some_and(|v| {
+        let b = v.as_bytes();
+        b.is_empty() || b.len() > 128 || !b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+    });
+    if bad {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(req).await
+}
+
+/// The route a request matched (its template, such as `/api/tasks/{id}`), or `unmatched` for what
+/// the fallback serves (static files, 404s).
+pub fn route_of(req: &Request) -> String {
+    req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string())
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Counts the request and times it to its response head.
+pub async fn http_metrics(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = route_of(&req);
+    let method = method_label(req.method());
+    let resp = next.run(req).await;
+    let labels =
+        [("method", method.to_string()), ("route", route), ("status", resp.status().as_u16().to_string())];
+    metrics::counter!("goblin_http_requests_total", &labels).increment(1);
+    metrics::histogram!("goblin_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// A handler that panics answers 500 with the request id; the panic hook has already logged it and
+/// captured it as an exception with the request's context, and the server goes on serving.
+pub async fn catch_panic(req: Request, next: Next) -> Response {
+    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(_) => internal_error(&id),
+    }
+}
+
+/// The 500 answer: nothing about the failure, only the id to quote.
+pub fn internal_error(request_id: &str) -> Response {
+    let mut resp = (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(serde_json::json!({
+            "error": {
+                "message": format!(
+                    "something went wrong on the server; quote request id {request_id} when reporting it"
+                ),
+                "type": "server_error",
+                "request_id": request_id,
+            }
+        })),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    resp
+}
