@@ -9,6 +9,8 @@
 #   scripts/bench.sh mock      requests a second the mock upstream (release build) answers on one
 #                              core: a model list, a chat completion, a streamed chat completion
 #                              (wrk, 16 connections, 10 s each)
+#   scripts/bench.sh profile   instructions the server spends a chat completion through the gateway
+#                              (callgrind; N=300 requests after 50 warm-up ones; independent of load)
 #   scripts/bench.sh gateway   the gateway (release build, SQLite, request logging on) beside the mock
 #                              upstream it routes to: RPS and p50/p99 of a chat completion at 1, 16
 #                              and 64 connections, direct to the mock and through the gateway; time to
@@ -203,10 +205,56 @@ LUA
   echo "RSS after load: $(awk '/VmRSS/ {print $2, $3}' "/proc/$pid/status")"
 }
 
+# Instructions the server spends on N chat completions through the gateway, counted by callgrind:
+# unlike timings, the count does not depend on what else the machine is doing.
+bench_profile() {
+  command -v valgrind >/dev/null || { echo "bench: valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
+  cargo build --release -p goblin-server --bin goblin -p goblin-mock-upstream --bin goblin-mock-upstream >/dev/null 2>&1
+  local n=${N:-300} key="sk-bench-0123456789abcdef0123456789"
+  work=$(mktemp -d)
+  target/release/goblin-mock-upstream --listen 127.0.0.1:0 --keys "$key" >"$work/mock.log" 2>&1 &
+  mock_pid=$!
+  local mock=""
+  for _ in $(seq 1 50); do
+    mock=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/mock.log" | head -n 1 || true)
+    [ -n "$mock" ] && break
+    sleep 0.1
+  done
+  local port; port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+  env -u DATABASE_URL -u REDIS_URL GOBLIN_LISTEN="127.0.0.1:$port" GOBLIN_PUBLIC_URL="http://localhost:$port" \
+    GOBLIN_DATA_DIR="$work/data" GOBLIN_LOG=warn GOBLIN_WORKERS=false OPENAI_API_KEY="$key" \
+    OPENAI_BASE_URL="$mock/openai/v1" \
+    valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" target/release/goblin serve >"$work/server.log" 2>&1 &
+  pid=$!
+  trap 'kill "$pid" "$mock_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+  for _ in $(seq 1 300); do
+    curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+    sleep 1
+  done
+  local cli="env -u DATABASE_URL GOBLIN_DATA_DIR=$work/data GOBLIN_LOG=warn target/release/goblin"
+  $cli users create --service bench --role operator >/dev/null
+  local token; token=$($cli tokens create --user bench --scopes chat --ttl 1d 2>/dev/null)
+  local body='{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the goblins in the cave"}]}'
+  ask() { curl -sf -o /dev/null -H "authorization: Bearer $token" -H 'content-type: application/json' -d "$body" "http://127.0.0.1:$port/v1/chat/completions"; }
+  # Warm up (connections, prepared statements), then count only the measured requests.
+  for _ in $(seq 1 50); do ask; done
+  sleep 3
+  callgrind_control -z "$pid" >/dev/null
+  for _ in $(seq 1 "$n"); do ask; done
+  sleep 2
+  callgrind_control -d "$pid" >/dev/null
+  sleep 2
+  local total; total=$(callgrind_annotate "$work/cg.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  echo "server instructions for $n chat completions: $total ($(( total / n )) a request)"
+  callgrind_annotate --inclusive=yes "$work/cg.out.1" 2>/dev/null |
+    grep -E 'v1::caller::|sqlite3_step \[|sqlite3Reprepare \[|records::Writer::run' | cut -c1-120
+}
+
 case "${1:-}" in
   build) bench_build ;;
   release) bench_release ;;
   mock) bench_mock ;;
   gateway) bench_gateway ;;
-  *) echo "usage: scripts/bench.sh build|release|mock|gateway" >&2; exit 2 ;;
+  profile) bench_profile ;;
+  *) echo "usage: scripts/bench.sh build|release|mock|gateway|profile" >&2; exit 2 ;;
 esac
