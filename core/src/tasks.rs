@@ -815,6 +815,30 @@ impl TaskService {
         Ok(lines)
     }
 
+    /// The last `n` lines of a task's output, oldest first: from memory when it runs on this
+    /// instance, else from `task_logs`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn tail(&self, id: Uuid, n: u64) -> Result<Vec<LogLine>, TaskError> {
+        if let Some(live) = self.hub.get(id) {
+            let (lines, _) = live.after(0, usize::MAX);
+            let skip = lines.len().saturating_sub(n as usize);
+            return Ok(lines.into_iter().skip(skip).collect());
+        }
+        let mut lines: Vec<LogLine> = task_logs::Entity::find()
+            .filter(task_logs::Column::TaskId.eq(id))
+            .order_by_desc(task_logs::Column::Seq)
+            .limit(n)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(LogLine::from)
+            .collect();
+        lines.reverse();
+        Ok(lines)
+    }
+
     async fn stored_lines(&self, id: Uuid, after: i32, limit: u64) -> Result<Vec<LogLine>, DbErr> {
         Ok(task_logs::Entity::find()
             .filter(task_logs::Column::TaskId.eq(id))

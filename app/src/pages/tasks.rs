@@ -609,6 +609,18 @@ fn TaskTable(rows: Vec<TaskRow>, testid: &'static str) -> impl IntoView {
                     {rows.into_iter().map(|t| {
                         let href = format!("/tasks/{}", t.id);
                         let name = t.goblin_name.clone().unwrap_or_else(|| t.goblin_id.clone());
+                        // A running task's latest lines, read again with the queue.
+                        let tail = (!t.tail.is_empty()).then(|| view! {
+                            <tr data-testid="task-tail" data-id=t.id.clone()>
+                                <td colspan="7" class="pb-2">
+                                    <pre class="max-h-32 overflow-auto rounded bg-slate-900 p-2 font-mono text-xs text-slate-100">
+                                        {t.tail.iter().map(|l| view! {
+                                            <span class=if l.stream == "stderr" { "block text-amber-300" } else { "block" } data-stream=l.stream.clone()>{l.line.clone()}</span>
+                                        }).collect_view()}
+                                    </pre>
+                                </td>
+                            </tr>
+                        });
                         view! {
                             <tr class="border-t border-slate-200 align-top" data-testid="task-row" data-id=t.id.clone() data-status=t.status.clone()>
                                 <td class="whitespace-nowrap py-1">{when(&t.created_at)}</td>
@@ -626,6 +638,7 @@ fn TaskTable(rows: Vec<TaskRow>, testid: &'static str) -> impl IntoView {
                                 <td class="whitespace-nowrap">{t.duration_ms.map_or_else(|| "—".to_string(), duration)}</td>
                                 <td>{t.created_by_name.clone().unwrap_or_else(|| "—".to_string())}</td>
                             </tr>
+                            {tail}
                         }
                     }).collect_view()}
                 </tbody>

@@ -107,6 +107,9 @@ pub struct TaskRow {
     pub finished_at: Option<String>,
     /// Ended for good (a cancelled task whose worker is still stopping it has not).
     pub finished: bool,
+    /// The last lines of a running task's output, in the list of queued and running tasks.
+    #[serde(default)]
+    pub tail: Vec<LineRow>,
 }
 
 /// One line of a task's output. The `line` events of `/api/tasks/{id}/events` read into it too.
@@ -263,6 +266,7 @@ mod ssr {
             started_at: t.started_at.map(time),
             finished_at: t.finished_at.map(time),
             finished: t.finished,
+            tail: Vec::new(),
         }
     }
 
@@ -378,8 +382,26 @@ pub async fn task_catalog(q: String) -> Result<CatalogView, AppError> {
 #[server(prefix = "/fn", endpoint = "tasks/queue")]
 pub async fn task_queue() -> Result<Vec<TaskRow>, AppError> {
     let (state, _, _) = require_user().await?;
-    Ok(state.tasks.active().await.map_err(map_err)?.into_iter().map(task_row).collect())
+    let mut rows: Vec<TaskRow> =
+        state.tasks.active().await.map_err(map_err)?.into_iter().map(task_row).collect();
+    for row in rows.iter_mut().filter(|r| r.status == "running") {
+        if let Ok(id) = uuid::Uuid::parse_str(&row.id) {
+            row.tail = state
+                .tasks
+                .tail(id, QUEUE_TAIL_LINES)
+                .await
+                .map_err(map_err)?
+                .into_iter()
+                .map(line_row)
+                .collect();
+        }
+    }
+    Ok(rows)
 }
+
+/// Lines of output shown under each running task in the queue.
+#[cfg(feature = "ssr")]
+const QUEUE_TAIL_LINES: u64 = 5;
 
 /// One page of the history, newest first. Every filter may be left out: `goblin` an id, `status`
 /// one of the statuses, `user` a username, `from` and `to` `datetime-local` values in UTC (`to`

@@ -1128,6 +1128,9 @@ async fn the_task_page_shows_output_status_and_who_ran_it() {
     assert!(
         home.contains(r#"data-testid="queue-table""#) && home.contains(&format!(r#"href="/tasks/{slow}""#))
     );
+    // The queue shows a running task's latest output too.
+    assert!(home.contains(&format!(r#"data-testid="task-tail" data-id="{slow}""#)), "{home}");
+    assert!(home.contains("started "), "its latest lines");
     let (status, _) = post(&app, &format!("/api/tasks/{slow}/cancel"), json!({})).await;
     assert_eq!(status, StatusCode::OK);
     app.stop().await;
