@@ -89,11 +89,12 @@ setup_url=$(grep -o 'http://[^ ]*/setup?token=[A-Za-z0-9_-]*' "$work/server.log"
 # first-run makes the admin whose session the others reuse, so it runs on its own first (node's test
 # runner orders the files it is given by name); the rest then run one at a time. chat.test.mjs adds
 # providers of its own on the mock and deletes them when it ends; tasks.test.mjs invites an operator and
-# runs goblins from config/goblins.yaml, which the server reads from the repository.
+# runs goblins from config/goblins.yaml, which the server reads from the repository. search.test.mjs
+# creates a collection of its own and deletes it when it ends.
 (cd end2end && export GOBLIN_BASE_URL="http://localhost:$port" GOBLIN_SETUP_URL="$setup_url" \
   GOBLIN_E2E_STATE="$work/admin-state.json" GOBLIN_MOCK_URL="$mock_url" GOBLIN_MOCK_KEY="$mock_key" &&
   node --test tests/first-run.test.mjs &&
-  node --test --test-concurrency=1 tests/providers.test.mjs tests/routing.test.mjs tests/chat.test.mjs tests/tasks.test.mjs tests/monitoring.test.mjs) || {
+  node --test --test-concurrency=1 tests/providers.test.mjs tests/routing.test.mjs tests/chat.test.mjs tests/tasks.test.mjs tests/monitoring.test.mjs tests/search.test.mjs) || {
   echo "--- server log ---" >&2; tail -n 50 "$work/server.log" >&2; exit 1; }
 
 say "API client tests (the official openai package)"

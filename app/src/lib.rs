@@ -8,6 +8,8 @@ pub mod components;
 pub mod error;
 pub mod markdown;
 pub mod pages;
+#[cfg(feature = "hydrate")]
+pub mod search_client;
 pub mod server_fns;
 #[cfg(feature = "ssr")]
 pub mod state;
@@ -25,6 +27,7 @@ use leptos_router::{
 
 use crate::{
     components::layout::Layout,
+    pages::search::{SearchCollectionPage, SearchDocumentPage, SearchPage},
     pages::{
         account::AccountPage, admin::AdminPage, admin_monitoring::AdminMonitoringPage,
         admin_provider::AdminProviderPage, admin_providers::AdminProvidersPage,
@@ -75,6 +78,14 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("tasks") ssr=SsrMode::InOrder view=TasksPage />
                     // Async: an unknown task is answered 404, which needs its data before the headers.
                     <Route path=(StaticSegment("tasks"), ParamSegment("id")) ssr=SsrMode::Async view=TaskPage />
+                    <Route path=StaticSegment("search") ssr=SsrMode::InOrder view=SearchPage />
+                    // Async: an unknown collection or document is answered 404, which needs its data before the headers.
+                    <Route path=(StaticSegment("search"), StaticSegment("collections"), ParamSegment("id")) ssr=SsrMode::Async view=SearchCollectionPage />
+                    <Route
+                        path=(StaticSegment("search"), StaticSegment("collections"), ParamSegment("id"), StaticSegment("documents"), ParamSegment("doc"))
+                        ssr=SsrMode::Async
+                        view=SearchDocumentPage
+                    />
                     <Route path=StaticSegment("admin") ssr=SsrMode::InOrder view=AdminPage />
                     <Route path=(StaticSegment("admin"), StaticSegment("providers")) ssr=SsrMode::InOrder view=AdminProvidersPage />
                     <Route

@@ -10,6 +10,7 @@ pub mod admin_settings;
 pub mod chat;
 pub mod home;
 pub mod not_found;
+pub mod search;
 pub mod setup;
 pub mod signin;
 pub mod task;

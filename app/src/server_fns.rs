@@ -9,5 +9,6 @@ pub mod health;
 pub mod monitoring;
 pub mod providers;
 pub mod routing;
+pub mod search;
 pub mod settings;
 pub mod tasks;

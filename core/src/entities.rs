@@ -17,6 +17,7 @@ pub mod provider_seeds;
 pub mod providers;
 pub mod routing_providers;
 pub mod routing_requests;
+pub mod search_chunk_vectors;
 pub mod search_chunks;
 pub mod search_collections;
 pub mod search_documents;
@@ -45,6 +46,7 @@ pub mod prelude {
     pub use super::providers::Entity as Providers;
     pub use super::routing_providers::Entity as RoutingProviders;
     pub use super::routing_requests::Entity as RoutingRequests;
+    pub use super::search_chunk_vectors::Entity as SearchChunkVectors;
     pub use super::search_chunks::Entity as SearchChunks;
     pub use super::search_collections::Entity as SearchCollections;
     pub use super::search_documents::Entity as SearchDocuments;

@@ -32,6 +32,8 @@ mod m20261129_000026_create_task_logs;
 mod m20261129_000027_add_token_to_tasks;
 mod m20261129_000030_create_exceptions;
 mod m20261129_000031_create_search_chunks;
+mod m20261129_000040_add_sources_to_streams;
+mod m20261129_000041_create_search_chunk_vectors;
 
 /// The 14 tables of the initial schema, in creation order.
 pub const TABLES: [&str; 14] = [
@@ -86,6 +88,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000027_add_token_to_tasks::Migration),
             Box::new(m20261129_000030_create_exceptions::Migration),
             Box::new(m20261129_000031_create_search_chunks::Migration),
+            Box::new(m20261129_000040_add_sources_to_streams::Migration),
+            Box::new(m20261129_000041_create_search_chunk_vectors::Migration),
         ]
     }
 }

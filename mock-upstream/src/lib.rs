@@ -11,8 +11,8 @@
 //! | `elevenlabs` | `http://ADDR/elevenlabs/v1` |
 //!
 //! Replies are deterministic: the assistant text is `Mock reply to: <last user message text>`, streamed one
-//! word per chunk, and token counts are whitespace word counts. Embeddings are bag-of-words feature hashes,
-//! so texts sharing words are closer. Audio endpoints answer with deterministic MP3-shaped bytes.
+//! word per chunk, and token counts are whitespace word counts. Embeddings are bag-of-words feature hashes
+//! (common English words left out, suffixes crudely stemmed), so texts sharing content words are closer. Audio endpoints answer with deterministic MP3-shaped bytes.
 //!
 //! A few wire details worth knowing when testing against it:
 //!

@@ -84,12 +84,36 @@ fn hash_bytes(bytes: &[u8]) -> u64 {
     mix64(h)
 }
 
-/// Deterministic embedding: lower-case alphanumeric tokens hashed into `dims` signed buckets, L2-normalised.
-/// Texts sharing words get a higher cosine similarity. A text without tokens gets a unit vector on axis 0.
+/// Common English words, which an embedding model weighs little: left out of [`embed`]'s bag of words
+/// when a text has other words.
+const STOPWORDS: &[&str] = &[
+    "a", "about", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how", "i",
+    "if", "in", "is", "it", "its", "me", "my", "of", "on", "or", "our", "should", "that", "the", "their",
+    "there", "this", "to", "was", "we", "what", "when", "where", "which", "who", "why", "will", "with",
+    "you", "your",
+];
+
+/// A crude stem: one of `ing`, `ed`, `es`, `s` taken off a word long enough to keep three letters.
+fn stem(token: &str) -> &str {
+    for suffix in ["ing", "ed", "es", "s"] {
+        if token.len() > suffix.len() + 2 && token.ends_with(suffix) {
+            return &token[..token.len() - suffix.len()];
+        }
+    }
+    token
+}
+
+/// Deterministic embedding: a bag of words. Lower-case alphanumeric tokens, common English words left out
+/// (unless nothing else is left) and crudely stemmed, hashed into `dims` signed buckets, L2-normalised.
+/// Texts sharing content words get a higher cosine similarity. A text without tokens gets a unit vector on
+/// axis 0.
 pub(crate) fn embed(text: &str, dims: usize) -> Vec<f32> {
     let mut v = vec![0f32; dims.max(1)];
     let lower = text.to_lowercase();
-    for token in lower.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()) {
+    let all: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()).collect();
+    let content: Vec<&str> = all.iter().copied().filter(|t| !STOPWORDS.contains(t)).collect();
+    let words = if content.is_empty() { all } else { content };
+    for token in words.into_iter().map(stem) {
         let h = hash_bytes(token.as_bytes());
         let bucket = (h % v.len() as u64) as usize;
         v[bucket] += if h >> 63 == 0 { 1.0 } else { -1.0 };

@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod auth;
+pub mod body_limit;
 pub mod cli;
 pub mod csrf;
 pub mod fn_errors;

@@ -32,7 +32,6 @@ use leptos::{config::LeptosOptions, prelude::provide_context};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tokio::net::TcpListener;
 use tower_http::{
-    limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::{DefaultOnFailure, TraceLayer},
 };
@@ -40,7 +39,8 @@ use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
 use crate::{assets, routes};
 
-/// Largest request body accepted anywhere unless a route says otherwise.
+/// Largest request body accepted anywhere unless a route says otherwise (the document uploads do:
+/// see [`crate::body_limit`]).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Cookie name of the browser session.
@@ -302,7 +302,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::limit_sign_in_attempts))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::csrf::require_same_origin))
         .with_state(state.clone())
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(crate::body_limit::limit_request_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::fn_errors::audit_unreadable_ceremony_requests,

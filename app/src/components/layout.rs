@@ -7,7 +7,7 @@ use crate::server_fns::auth::{SignOut, current_user};
 
 /// Navigation entries. An entry is added here when its page exists, so there are no dead links.
 const NAV: &[(&str, &str)] =
-    &[("/", "Home"), ("/chat", "Chat"), ("/tasks", "Tasks"), ("/account", "Account")];
+    &[("/", "Home"), ("/chat", "Chat"), ("/tasks", "Tasks"), ("/search", "Search"), ("/account", "Account")];
 
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {

@@ -6,6 +6,9 @@
 //! redirects to the conversation, which shows the answer. Once hydrated the form sends in place, the
 //! answer streams in over an EventSource (a reconnect resumes after the last chunk seen), a Stop
 //! button ends it early, and a Play button reads a finished answer aloud when a speech model exists.
+//!
+//! A message can be sent with a search collection: its prompt then holds numbered sources, and the
+//! answer's citations (`[1]`, `[2]` …) link to the chunks they name, listed under the answer.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -16,7 +19,8 @@ use crate::{
     error::AppError,
     markdown,
     server_fns::chat::{
-        ModelChoices, SendChatMessage, StopChatTurn, TurnRow, chat_conversations, chat_models, chat_turns,
+        ModelChoices, SendChatMessage, SourceRow, StopChatTurn, TurnRow, chat_conversations, chat_models,
+        chat_turns,
     },
 };
 
@@ -31,12 +35,67 @@ const ANSWER: &str = "space-y-2 break-words text-sm leading-relaxed [&_a]:text-s
      [&_td]:border-slate-300 [&_td]:px-2 [&_th]:border [&_th]:border-slate-300 [&_th]:px-2 [&_ul]:list-disc \
      [&_ul]:pl-6 [&_blockquote]:border-l-4 [&_blockquote]:border-slate-300 [&_blockquote]:pl-3";
 
+/// The answer's markdown with each citation of a known source (`[n]`, not already a link) made a
+/// link to the source's chunk. The links are relative, which the markdown renderer keeps.
+fn link_citations(text: &str, sources: &[SourceRow]) -> String {
+    if sources.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let closes = digits > 0 && after.as_bytes().get(digits) == Some(&b']');
+        let next = after.as_bytes().get(digits + 1).copied();
+        let source = closes
+            .then(|| after[..digits].parse::<u32>().ok())
+            .flatten()
+            .and_then(|n| sources.iter().find(|s| s.n == n));
+        match source {
+            Some(s) if !matches!(next, Some(b'(' | b':')) => {
+                out.push_str(&format!("[\\[{}\\]]({})", s.n, s.href));
+                rest = &after[digits + 1..];
+            }
+            _ => {
+                out.push('[');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn status_label(status: &str) -> &'static str {
     match status {
         "streaming" => "answering…",
         "done" => "done",
         "cancelled" => "stopped",
         _ => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn citations_of_known_sources_become_links() {
+        let sources = vec![SourceRow {
+            n: 1,
+            title: "Lanterns".into(),
+            href: "/search/collections/c/documents/d#chunk-0".into(),
+        }];
+        assert_eq!(
+            link_citations("Goblins love lanterns [1]. See [2], [1](x) and [a].", &sources),
+            "Goblins love lanterns [\\[1\\]](/search/collections/c/documents/d#chunk-0). See [2], [1](x) and [a]."
+        );
+        let html = markdown::render(&link_citations("It glows [1].", &sources));
+        assert!(html.contains(r##"<a href="/search/collections/c/documents/d#chunk-0""##), "{html}");
+        assert!(html.contains(">[1]</a>"), "{html}");
+        assert_eq!(link_citations("[1]", &[]), "[1]");
     }
 }
 
@@ -170,6 +229,8 @@ fn MessageForm(
         .into_any();
     }
     let chosen = models.chosen.clone().unwrap_or_else(|| models.chat[0].clone());
+    let chosen_collection = models.chosen_collection.clone().unwrap_or_default();
+    let collections = models.collections.clone();
     let pending = send.pending();
     view! {
         <ActionForm action=send attr:class=format!("{CARD} flex flex-col gap-3") attr:data-testid="message-form">
@@ -182,6 +243,19 @@ fn MessageForm(
                         view! { <option value=m.clone() selected=selected>{m.clone()}</option> }
                     }).collect_view()}
                 </select>
+            </label>
+            <label class="flex flex-col gap-1">
+                <span class=LABEL>"Search collection"</span>
+                <select name="collection_id" class=INPUT data-testid="collection">
+                    <option value="" selected=chosen_collection.is_empty()>"None"</option>
+                    {collections.into_iter().map(|(id, name)| {
+                        let selected = id == chosen_collection;
+                        view! { <option value=id selected=selected>{name}</option> }
+                    }).collect_view()}
+                </select>
+                <span class="text-xs text-slate-600">
+                    "With a collection, the best passages for your message go to the model as numbered sources it cites."
+                </span>
             </label>
             <label class="flex flex-col gap-1">
                 <span class=LABEL>"Message"</span>
@@ -289,6 +363,8 @@ fn TurnView(turn: TurnRow, speech: Option<String>, stop: ServerAction<StopChatTu
         let _ = (model, words);
     };
     let requested = turn.requested_model.clone();
+    let sources = turn.sources.clone();
+    let cited = sources.clone();
 
     view! {
         <li class="space-y-2" data-testid="turn" data-stream=stream_id.clone() data-status=move || status.get()>
@@ -296,7 +372,27 @@ fn TurnView(turn: TurnRow, speech: Option<String>, stop: ServerAction<StopChatTu
                 <p class="whitespace-pre-wrap break-words" data-testid="prompt">{turn.prompt.clone()}</p>
             </div>
             <div class="rounded-lg border border-slate-200 bg-white px-3 py-2 shadow-sm">
-                <div class=ANSWER data-testid="answer" inner_html=move || markdown::render(&text.get())></div>
+                <div
+                    class=ANSWER
+                    data-testid="answer"
+                    inner_html=move || markdown::render(&link_citations(&text.get(), &cited))
+                ></div>
+                // The links load the document's page in full (rel="external"), so the cited chunk is
+                // the page's :target and shows highlighted.
+                {(!sources.is_empty()).then(|| view! {
+                    <div class="mt-2 border-t border-slate-200 pt-2">
+                        <p class="text-xs font-semibold text-slate-700">"Sources"</p>
+                        <ol class="space-y-0.5 text-sm" data-testid="sources">
+                            {sources.iter().map(|s| view! {
+                                <li>
+                                    <a class="text-sky-800 underline" href=s.href.clone() rel="external" data-testid="source-link">
+                                        {format!("[{}] {}", s.n, s.title)}
+                                    </a>
+                                </li>
+                            }).collect_view()}
+                        </ol>
+                    </div>
+                })}
                 <p class="mt-2 flex flex-wrap items-center gap-x-3 gap-y-1 text-xs text-slate-600" data-testid="turn-usage">
                     <span data-testid="turn-status">{move || status_label(&status.get())}</span>
                     <span>{move || answered_by.get().or_else(|| requested.clone()).unwrap_or_default()}</span>

@@ -18,6 +18,19 @@ pub struct ModelChoices {
     pub speech: Option<String>,
     /// The one to preselect: the conversation's latest choice, when it is still offered.
     pub chosen: Option<String>,
+    /// Search collections a message can be sent with: `(id, name)`, by name.
+    pub collections: Vec<(String, String)>,
+    /// The collection to preselect: the one the conversation's latest turn had.
+    pub chosen_collection: Option<String>,
+}
+
+/// A numbered source of a turn's prompt, as its citations link to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRow {
+    pub n: u32,
+    pub title: String,
+    /// The chunk on its document's page: `/search/collections/{c}/documents/{d}#chunk-{seq}`.
+    pub href: String,
 }
 
 /// One conversation in the list.
@@ -49,6 +62,8 @@ pub struct TurnRow {
     /// US dollars, e.g. `0.000123`.
     pub cost: String,
     pub error: Option<String>,
+    /// The sources its prompt held (a collection was attached), in number order.
+    pub sources: Vec<SourceRow>,
 }
 
 /// A turn that has started.
@@ -112,6 +127,11 @@ mod ssr {
             tokens_out: t.tokens_out,
             cost: goblin_core::providers::format_usd_micros(t.cost_micros),
             error: t.error,
+            sources: t
+                .sources
+                .iter()
+                .map(|s| SourceRow { n: s.n, title: s.title.clone(), href: s.href() })
+                .collect(),
         }
     }
 }
@@ -130,12 +150,23 @@ use ssr::*;
 pub async fn chat_models(conversation_id: String) -> Result<ModelChoices, AppError> {
     let (state, _, user) = require_user().await?;
     let chat = state.chat.chat_models();
-    let chosen = match uuid::Uuid::parse_str(conversation_id.trim()) {
-        Ok(c) => state.chat.last_model(user.id, c).await.map_err(map_err)?,
-        Err(_) => None,
+    let (chosen, chosen_collection) = match uuid::Uuid::parse_str(conversation_id.trim()) {
+        Ok(c) => (
+            state.chat.last_model(user.id, c).await.map_err(map_err)?,
+            state.chat.last_collection(user.id, c).await.map_err(map_err)?.map(|id| id.to_string()),
+        ),
+        Err(_) => (None, None),
     };
     let chosen = chosen.filter(|m| chat.contains(m));
-    Ok(ModelChoices { chat, speech: state.chat.speech_model(), chosen })
+    let collections: Vec<(String, String)> = goblin_core::search::SearchService::new(state.db.clone())
+        .collections()
+        .await
+        .map_err(AppError::internal)?
+        .into_iter()
+        .map(|c| (c.id.to_string(), c.name))
+        .collect();
+    let chosen_collection = chosen_collection.filter(|c| collections.iter().any(|(id, _)| id == c));
+    Ok(ModelChoices { chat, speech: state.chat.speech_model(), chosen, collections, chosen_collection })
 }
 
 /// The person's conversations, newest first.
@@ -169,25 +200,38 @@ pub async fn chat_turns(conversation_id: String) -> Result<Vec<TurnRow>, AppErro
     Ok(turns.into_iter().map(turn_row).collect())
 }
 
-/// Sends a message: a new conversation when `conversation_id` is empty. Returns at once with the
-/// turn to follow; a plain form post (no JavaScript) instead waits for the answer and is redirected
-/// to the conversation.
+/// Sends a message: a new conversation when `conversation_id` is empty. With `collection_id` (a search
+/// collection's id; empty or absent for none) the message is searched in the collection and the best
+/// chunks go into the prompt as numbered sources to cite. Returns at once with the turn to follow; a
+/// plain form post (no JavaScript) instead waits for the answer and is redirected to the conversation.
 ///
 /// # Errors
-/// Not signed in; an empty, oversize or unprintable message, or a model the person cannot use (400,
-/// naming the field); a conversation that is not theirs (404).
+/// Not signed in; an empty, oversize or unprintable message, a model the person cannot use, or an
+/// unknown collection (400, naming the field); a conversation that is not theirs (404).
 #[server(prefix = "/fn", endpoint = "chat/send")]
 pub async fn send_chat_message(
     conversation_id: String,
     model: String,
     message: String,
+    collection_id: Option<String>,
 ) -> Result<TurnStartedView, AppError> {
     let (state, _, user) = require_user().await?;
     let conversation = match conversation_id.trim() {
         "" => None,
         raw => Some(parse_id(raw, "conversation")?),
     };
-    let started = state.chat.start(user.id, conversation, &model, &message).await.map_err(map_err)?;
+    let collection = match collection_id.as_deref().map(str::trim).unwrap_or_default() {
+        "" => None,
+        raw => Some(uuid::Uuid::parse_str(raw).map_err(|_| {
+            AppError::Refused(format!(
+                "collection: there is no search collection '{}'",
+                raw.chars().take(40).collect::<String>()
+            ))
+            .respond()
+        })?),
+    };
+    let started =
+        state.chat.start_with(user.id, conversation, &model, &message, collection).await.map_err(map_err)?;
     if plain_form_post() {
         // The page that follows shows the answer, so it has to be there first. A turn that outlives
         // this wait keeps going; the page then shows it as far as it has come.

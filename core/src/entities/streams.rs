@@ -37,6 +37,10 @@ pub struct Model {
     /// Why the answer failed or stopped early, fit to show (provider keys already redacted).
     #[sea_orm(column_type = "Text", nullable)]
     pub error: Option<String>,
+    /// The search collection a chat turn searched for sources, if any.
+    pub collection_id: Option<Uuid>,
+    /// The numbered sources put into a chat turn's prompt (see `crate::chat::Source`).
+    pub sources: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,8 +2,9 @@
 
 use super::SearchError;
 
-/// The largest document accepted: an uploaded file's bytes, or pasted text.
-pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// The largest document accepted: an uploaded file's bytes, or pasted text (20 MiB: room for PDFs
+/// with images; pasted text is also bound by the server's limit on request bodies).
+pub const MAX_DOCUMENT_BYTES: usize = 20 * 1024 * 1024;
 
 /// A document's format, from a paste's `format` field or an upload's file extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +75,7 @@ impl Format {
 pub fn extract(format: Format, bytes: &[u8]) -> Result<String, SearchError> {
     if bytes.len() > MAX_DOCUMENT_BYTES {
         return Err(SearchError::TooLarge(format!(
-            "the document is {} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes (1 MiB)",
+            "the document is {} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes (20 MiB)",
             bytes.len()
         )));
     }

@@ -699,3 +699,137 @@ async fn turns_left_streaming_by_a_stopped_server_are_ended() {
     s.mock.shutdown().await;
     s.app.stop().await;
 }
+
+/// A turn with a search collection attached: the prompt sent upstream holds the chunks that match the
+/// message as numbered sources with their titles (and not the ones that do not), the model is told to
+/// cite them, the sources are stored with the turn, and the answer's citations link to pages that
+/// show each chunk (hostile document text as text).
+#[tokio::test]
+async fn a_chat_with_a_collection_cites_the_right_chunks() {
+    use goblin_core::search::{Format, NewCollection, NewDocument, SearchService};
+    let s = setup().await;
+    let search = SearchService::new(s.app.state.db.clone());
+    let collection = search
+        .create_collection(Some(s.user), NewCollection { name: "handbook".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let add = |title: &str, text: &str| NewDocument {
+        title: Some(title.into()),
+        source: None,
+        tags: Vec::new(),
+        format: Format::Text,
+        file_name: None,
+        bytes: text.as_bytes().to_vec(),
+    };
+    let lanterns = search
+        .add_document(
+            collection.id,
+            add(
+                "Goblin lanterns",
+                "Goblin lanterns burn with a blue flame fed by marsh gas. <script>alert('x')</script>",
+            ),
+        )
+        .await
+        .unwrap();
+    search
+        .add_document(collection.id, add("Bridge tolls", "Trolls collect tolls on every stone bridge."))
+        .await
+        .unwrap();
+
+    s.mock.clear_requests();
+    let (status, body) = s
+        .fn_call(
+            "/fn/chat/send",
+            &[
+                ("conversation_id", ""),
+                ("model", "oa/gpt-4o-mini"),
+                ("message", "What colour do lanterns burn?"),
+                ("collection_id", &collection.id.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let stream: Uuid = body["stream_id"].as_str().unwrap().parse().unwrap();
+    let conversation: Uuid = body["conversation_id"].as_str().unwrap().parse().unwrap();
+    let ending = chat(&s.app).wait(stream, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(ending.map(|e| e.status).as_deref(), Some("done"));
+
+    // What went upstream.
+    let sent: Value = serde_json::from_str(&s.mock.requests().last().unwrap().body).unwrap();
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["role"], "system");
+    let system = messages[0]["content"].as_str().unwrap();
+    assert!(system.contains("Cite every source you use by its number in square brackets"), "{system}");
+    let user = messages.last().unwrap();
+    assert_eq!(user["role"], "user");
+    let prompt = user["content"].as_str().unwrap();
+    assert!(
+        prompt.contains("[1] Goblin lanterns (part 1)\nGoblin lanterns burn with a blue flame"),
+        "{prompt}"
+    );
+    assert!(!prompt.contains("Trolls collect tolls"), "a chunk that does not match stays out: {prompt}");
+    assert!(prompt.ends_with("Message: What colour do lanterns burn?"), "{prompt}");
+
+    // Stored with the turn, and shown on the conversation's page as links to the chunk.
+    let turns = chat(&s.app).turns(s.user, conversation).await.unwrap();
+    assert_eq!(turns[0].prompt, "What colour do lanterns burn?", "the turn keeps the person's own message");
+    assert_eq!(turns[0].collection_id, Some(collection.id));
+    let sources = &turns[0].sources;
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    assert_eq!((sources[0].n, sources[0].title.as_str(), sources[0].seq), (1, "Goblin lanterns", 0));
+    let href = format!("/search/collections/{}/documents/{}#chunk-0", collection.id, lanterns.document.id);
+    assert_eq!(sources[0].href(), href);
+    let page = s.app.get(&format!("/chat/{conversation}")).await.text().await.unwrap();
+    assert!(page.contains(&format!(r#"href="{href}""#)), "the answer's sources link to the chunk");
+    assert!(page.contains(">[1]</a>"), "the mock's answer repeats [1], which becomes a citation link");
+
+    // The citation resolves: the chunk's page, with the chunk's text as text.
+    let resp = s.app.get(href.split('#').next().unwrap()).await;
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains(r#"id="chunk-0""#), "the fragment's target");
+    assert!(html.contains("Goblin lanterns burn with a blue flame fed by marsh gas."));
+    assert!(html.contains("&lt;script&gt;") && !html.contains("<script>alert"));
+
+    // The conversation's next message is offered the same collection.
+    let (status, choices) =
+        s.fn_call("/fn/chat/models", &[("conversation_id", &conversation.to_string())]).await;
+    assert_eq!(status, 200, "{choices}");
+    assert_eq!(choices["chosen_collection"], collection.id.to_string());
+
+    // A message with no matching words still goes, saying there are no sources; an unknown
+    // collection is refused by name.
+    s.mock.clear_requests();
+    let (status, body) = s
+        .fn_call(
+            "/fn/chat/send",
+            &[
+                ("conversation_id", ""),
+                ("model", "oa/gpt-4o-mini"),
+                ("message", "zebras?"),
+                ("collection_id", &collection.id.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let stream: Uuid = body["stream_id"].as_str().unwrap().parse().unwrap();
+    chat(&s.app).wait(stream, Duration::from_secs(10)).await.unwrap();
+    let sent: Value = serde_json::from_str(&s.mock.requests().last().unwrap().body).unwrap();
+    let prompt = sent["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned();
+    assert!(prompt.starts_with("Sources: none"), "{prompt}");
+    let (status, body) = s
+        .fn_call(
+            "/fn/chat/send",
+            &[
+                ("conversation_id", ""),
+                ("model", "oa/gpt-4o-mini"),
+                ("message", "lanterns"),
+                ("collection_id", "00000000-0000-0000-0000-000000000000"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("collection: there is no search collection"), "{body}");
+    s.mock.shutdown().await;
+    s.app.stop().await;
+}

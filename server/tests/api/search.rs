@@ -608,11 +608,16 @@ async fn bad_input_is_refused(backend: Backend) {
     let big = vec![b'a'; goblin_core::search::MAX_DOCUMENT_BYTES + 10];
     let (s, b) = upload(&app, &c, "big.txt", &big, &[]).await;
     assert_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "limit");
-    // Past the server's 2 MiB limit on any request body the answer is 413 too (from that limit,
-    // before this API reads anything).
-    let huge = vec![b'a'; 3 * 1024 * 1024];
-    let (s, b) = upload(&app, &c, "huge.txt", &huge, &[]).await;
-    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    // Past the upload routes' own body limit the answer is a JSON 413 naming it, before anything is
+    // read (see `uploads_have_their_own_body_limit`).
+    let (s, _, b) = declared_post(
+        &app,
+        &format!("{docs}/upload"),
+        "multipart/form-data; boundary=x",
+        goblin_server::routes::search::MAX_UPLOAD_BODY_BYTES + 1,
+    )
+    .await;
+    assert_error(s, &serde_json::from_str(&b).unwrap(), StatusCode::PAYLOAD_TOO_LARGE, "20 MiB");
     let (s, b) = upload(&app, &c, "a.txt", b"fine", &[("colour", "red")]).await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "unknown field 'colour'");
     let (s, b) = post_raw(&app, &format!("{docs}/upload"), "application/json", b"{}".to_vec()).await;
@@ -765,4 +770,643 @@ async fn tokens_with_the_search_scope_come_from_the_account_page() {
     let html = app.get("/account").await.text().await.unwrap();
     assert!(html.contains(r#"name="search""#), "the Account page offers the scope");
     app.stop().await;
+}
+
+/// Sends only the head of a request whose `Content-Length` says `length`, with the first bytes of a
+/// body, over a raw connection; returns the status, the headers (names lower-case) and the body of
+/// the answer. A server that refuses the declared length answers before reading the body, so no
+/// client has to send megabytes to see it (and none races the server closing the connection).
+async fn declared_post(
+    app: &TestApp,
+    path: &str,
+    content_type: &str,
+    length: usize,
+) -> (StatusCode, Vec<(String, String)>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let cookie = app.cookie_header();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\norigin: {}\r\ncookie: {}\r\ncontent-type: {content_type}\r\n\
+         content-length: {length}\r\nconnection: close\r\n\r\n",
+        app.origin,
+        cookie.to_str().unwrap()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&[b'a'; 512]).await.unwrap();
+    // The head, then as many body bytes as it announces (the server may keep the connection open
+    // for the body it did not read, so reading to the end would wait for ever).
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    let (head, body) = loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the server closed the connection without an answer");
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
+        let length: usize = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0);
+        if body.len() >= length {
+            break (head.to_owned(), body.to_owned());
+        }
+    };
+    let mut lines = head.lines();
+    let status: u16 = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (StatusCode::from_u16(status).unwrap(), headers, body)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+}
+
+/// Uploads as the Search page's plain form does (to its form route); returns the status and the
+/// redirect's target.
+async fn form_upload(app: &TestApp, collection: &str, file_name: &str, bytes: &[u8]) -> (StatusCode, String) {
+    let boundary = "goblin-form-boundary-3a9c";
+    let mut body = Vec::new();
+    for (name, value) in [("title", ""), ("source", ""), ("tags", "form, upload")] {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let resp = app
+        .post(&format!("/search/collections/{collection}/upload"))
+        .header("accept", "text/html")
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (resp.status(), location)
+}
+
+/// The upload routes take bodies up to `MAX_UPLOAD_BODY_BYTES` (a 20 MiB document and the form's
+/// other fields), past the server-wide 2 MiB that every other route keeps; a larger declared body
+/// gets a JSON 413 naming the limit (the page's form route: a redirect back with that message) and
+/// leaves nothing stored.
+#[tokio::test]
+async fn uploads_have_their_own_body_limit() {
+    use goblin_server::routes::search::MAX_UPLOAD_BODY_BYTES;
+    let app = spawn(Backend::Sqlite).await.unwrap();
+    let c = create(&app, "big", 512, 64).await;
+    let docs = format!("/api/search/collections/{c}/documents");
+
+    // Over the route's limit: refused from the declared length, as JSON naming the limit.
+    let (s, h, b) = declared_post(
+        &app,
+        &format!("{docs}/upload"),
+        "multipart/form-data; boundary=x",
+        MAX_UPLOAD_BODY_BYTES + 1,
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    assert!(header(&h, "content-type").starts_with("application/json"), "{h:?}");
+    let body: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(body["error"]["type"], "too_large");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("20 MiB") && message.contains(&MAX_UPLOAD_BODY_BYTES.to_string()), "{message}");
+
+    // The page's form route: back to the collection's page with the message, which the page shows.
+    let (s, h, _) = declared_post(
+        &app,
+        &format!("/search/collections/{c}/upload"),
+        "multipart/form-data; boundary=x",
+        MAX_UPLOAD_BODY_BYTES + 1,
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let location = header(&h, "location").to_owned();
+    assert!(location.starts_with(&format!("/search/collections/{c}?upload_error=")), "{location}");
+    let page = app.get(&location).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("the upload is over the limit of 20 MiB"), "the page shows the refusal");
+
+    // Every other route keeps the server-wide limit, with a JSON 413 too.
+    let (s, _, b) =
+        declared_post(&app, "/api/search", "application/json", goblin_server::startup::MAX_BODY_BYTES + 1)
+            .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    assert!(
+        serde_json::from_str::<Value>(&b).unwrap()["error"]["message"].as_str().unwrap().contains("2 MiB")
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM search_documents").await, 0, "nothing stored");
+
+    // A file over 2 MiB, which the server-wide limit would refuse, is taken (its script is dropped).
+    let mut html = b"<html><body><p>Quartermaster ledgers of the goblin archive.</p><script>".to_vec();
+    html.extend(std::iter::repeat_n(b'x', 2 * 1024 * 1024 + 4096));
+    html.extend_from_slice(b"</script></body></html>");
+    let (s, b) = upload(&app, &c, "ledger.html", &html, &[("title", "Ledger")]).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert!(b["content"].as_str().unwrap().contains("Quartermaster ledgers"));
+
+    // The form route adds a document and says which; a refused file comes back as a message.
+    let (s, location) = form_upload(&app, &c, "notes.md", b"# Notes\n\nBridge trolls collect tolls.").await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let doc = location.strip_prefix(&format!("/search/collections/{c}?uploaded=")).expect("an uploaded id");
+    let (s, b) = get(&app, &format!("{docs}/{doc}")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["title"], "notes.md");
+    assert_eq!(b["tags"], json!(["form", "upload"]));
+    let (s, location) = form_upload(&app, &c, "photo.png", b"\x89PNG").await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert!(location.contains("upload_error=") && location.contains("photo.png"), "{location}");
+    let html = app.get(&location).await.text().await.unwrap();
+    assert!(html.contains("only .txt, .md, .html and .pdf files can be added"), "the page shows why");
+    let (_, location) = form_upload(&app, &c, "latin1.txt", b"caf\xe9").await;
+    assert!(location.contains("UTF-8"), "{location}");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM search_documents").await, 2, "only the two good files");
+    app.stop().await;
+}
+
+/// The Search pages render for a signed-in person without JavaScript: the collection list, a
+/// collection with its documents and a query's results (snippets as text, with marks), an empty
+/// query's message, and a document's chunks with their anchors. Hostile text stays text.
+#[tokio::test]
+async fn search_pages_render_on_the_server() {
+    let app = spawn(Backend::Sqlite).await.unwrap();
+    let c = create(&app, "handbook", 64, 8).await;
+    let doc = paste(
+        &app,
+        &c,
+        json!({ "title": "Lanterns <b>bold</b>", "content": "Goblin lanterns burn blue. <script>alert('x')</script> Keep them lit." }),
+    )
+    .await;
+    let doc_id = doc["id"].as_str().unwrap();
+
+    let html = app.get("/search").await.text().await.unwrap();
+    assert!(html.contains(r#"href="/search/collections/"#) && html.contains("handbook"), "the list");
+    assert!(html.contains(r#"href="/search""#), "the nav links the page");
+
+    let resp = app.get(&format!("/search/collections/{c}?q=lanterns")).await;
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains(r#"data-testid="hit""#), "a result");
+    assert!(html.contains("<mark>lanterns</mark>"), "the match is marked");
+    assert!(html.contains("&lt;script&gt;") && !html.contains("<script>alert"), "document text is text");
+    assert!(html.contains("Lanterns &lt;b&gt;bold&lt;/b&gt;"), "titles are text");
+    assert!(html.contains(&format!("/search/collections/{c}/documents/{doc_id}#chunk-0")));
+    assert!(html.contains("score "));
+
+    let html = app.get(&format!("/search/collections/{c}?q=")).await.text().await.unwrap();
+    assert!(html.contains("query: must not be empty"), "an empty query says so");
+
+    let resp = app.get(&format!("/search/collections/{c}/documents/{doc_id}")).await;
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains(r#"id="chunk-0""#) && html.contains("Goblin lanterns burn blue."));
+    assert!(!html.contains("<script>alert"));
+
+    let resp =
+        app.get(&format!("/search/collections/{c}/documents/00000000-0000-0000-0000-000000000000")).await;
+    assert_eq!(resp.status(), 404);
+    let resp = app.get("/search/collections/00000000-0000-0000-0000-000000000000").await;
+    assert_eq!(resp.status(), 404);
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Semantic and hybrid search, with the mock upstream's embeddings (bag-of-words feature hashes:
+// lower-cased words hashed into 64 signed buckets and normalised, so texts sharing words are close).
+
+const EMBED_KEY: &str = "sk-vqx-7f3k9m2p4w8z6t1r5y0u";
+const EMBED_MODEL: &str = "text-embedding-3-small";
+
+/// An app whose gateway serves `text-embedding-3-small` (OpenAI kind) and `text-embedding-004`
+/// (Gemini kind) from a mock upstream that takes [`EMBED_KEY`].
+async fn spawn_with_embeddings(backend: Backend) -> Option<(TestApp, goblin_mock_upstream::MockUpstream)> {
+    use goblin_mock_upstream::{MockConfig, MockUpstream};
+    let app = spawn(backend).await?;
+    let mock = MockUpstream::start(MockConfig { keys: vec![EMBED_KEY.into()] }).await.unwrap();
+    for (name, kind) in [("oa", "openai"), ("ge", "gemini")] {
+        let input = goblin_core::providers::ProviderInput {
+            name: name.into(),
+            kind: kind.into(),
+            base_url: mock.base_url(kind),
+            enabled: true,
+            ..Default::default()
+        };
+        let p = app.state.providers.create(None, &input).await.unwrap();
+        app.state.providers.add_key(None, p.id, "k", EMBED_KEY, "").await.unwrap();
+        app.state.providers.sync_models(None, p.id).await.unwrap();
+    }
+    app.state.gateway.reload().await.unwrap();
+    Some((app, mock))
+}
+
+/// The mock's embedding of each text, straight from the mock (not through the server).
+async fn mock_embeddings(mock: &goblin_mock_upstream::MockUpstream, texts: &[&str]) -> Vec<Vec<f64>> {
+    let v: Value = reqwest::Client::new()
+        .post(format!("{}/embeddings", mock.base_url("openai")))
+        .bearer_auth(EMBED_KEY)
+        .json(&json!({ "model": EMBED_MODEL, "input": texts }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .collect()
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+/// Every stored vector: (chunk id, model, dims, bytes).
+async fn stored_vectors(app: &TestApp) -> Vec<(i64, String, i32, Vec<u8>)> {
+    use goblin_core::entities::search_chunk_vectors;
+    use sea_orm::EntityTrait;
+    search_chunk_vectors::Entity::find()
+        .all(&app.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.chunk_id, v.model, v.dims, v.vector))
+        .collect()
+}
+
+async fn recall_at_5(app: &TestApp, collection: &str, mode: &str) -> usize {
+    let mut found = 0;
+    for (question, answer) in QUESTIONS {
+        let (status, res) =
+            search(app, json!({ "collection": collection, "query": question, "k": 5, "mode": mode })).await;
+        assert_eq!(status, StatusCode::OK, "{res}");
+        assert_eq!(res["mode"], mode, "{res}");
+        assert!(res["degraded"].is_null(), "{res}");
+        if titles(&res).iter().any(|t| t == answer) {
+            found += 1;
+        } else {
+            eprintln!("{mode}: {question:?}: expected {answer:?} in {:?}", titles(&res));
+        }
+    }
+    found
+}
+
+async fn semantic_and_hybrid_search(backend: Backend) {
+    let Some((app, mock)) = spawn_with_embeddings(backend).await else { return };
+    let c = create(&app, "docs", 128, 16).await;
+    for (title, content, tags) in CORPUS {
+        let doc = paste(
+            &app,
+            &c,
+            json!({ "title": title, "content": content, "tags": tags, "source": format!("https://docs.example.com/{}", tags[0]) }),
+        )
+        .await;
+        assert_eq!(
+            doc["embedding"],
+            json!({ "model": EMBED_MODEL, "embedded": 1, "pending": 0, "error": null }),
+            "{doc}"
+        );
+    }
+
+    // A vector for every chunk: 64 little-endian f32s of unit length.
+    let chunks = count(&app, "SELECT COUNT(*) FROM search_chunks").await;
+    assert_eq!(chunks, CORPUS.len() as i64);
+    let vectors = stored_vectors(&app).await;
+    assert_eq!(vectors.len() as i64, chunks);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM search_chunks c JOIN search_chunk_vectors v ON v.chunk_id = c.id")
+            .await,
+        chunks
+    );
+    for (_, model, dims, bytes) in &vectors {
+        assert_eq!((model.as_str(), *dims, bytes.len()), (EMBED_MODEL, 64, 256));
+        let norm: f64 = bytes
+            .chunks_exact(4)
+            .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])).powi(2))
+            .sum();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    }
+    let (_, col) = get(&app, &format!("/api/search/collections/{c}")).await;
+    assert_eq!(col["embedded_chunk_count"], chunks, "{col}");
+
+    // Hybrid ranking is at least as good as full text alone on the corpus.
+    let fulltext = recall_at_5(&app, &c, "fulltext").await;
+    let hybrid = recall_at_5(&app, &c, "hybrid").await;
+    eprintln!("recall@5: fulltext {fulltext}/10, hybrid {hybrid}/10");
+    assert!(hybrid >= fulltext, "hybrid {hybrid} < fulltext {fulltext}");
+    assert!(hybrid >= 9, "hybrid recall@5 is {hybrid}/10");
+
+    // Hybrid is the default for a collection with a model; its scores are reciprocal rank fusion.
+    let (_, res) =
+        search(&app, json!({ "collection": "docs", "query": "what happens when a provider fails" })).await;
+    assert_eq!(res["mode"], "hybrid", "{res}");
+    assert!(res["degraded"].is_null());
+    assert_eq!(res["pending_vectors"], 0);
+    let hits = res["hits"].as_array().unwrap();
+    assert_eq!(hits[0]["title"], "Provider failover", "{res}");
+    for pair in hits.windows(2) {
+        assert!(pair[0]["score"].as_f64() >= pair[1]["score"].as_f64(), "{res}");
+    }
+    for h in hits {
+        let score = h["score"].as_f64().unwrap();
+        assert!(score > 0.0 && score <= 2.0 / 61.0 + 1e-12, "{h}");
+        assert!(!h["fulltext_score"].is_null() || !h["semantic_score"].is_null(), "{h}");
+    }
+    // Matched by words and by meaning, first in both lists: 1/61 + 1/61.
+    assert!(!hits[0]["fulltext_score"].is_null() && !hits[0]["semantic_score"].is_null(), "{res}");
+
+    // Semantic mode ranks by the cosine of the stored vectors with the query's, as computed here
+    // from the mock's own embeddings.
+    let query = "sealed secrets get encrypted again after restarting with a new keyring";
+    let (status, res) =
+        search(&app, json!({ "collection": "docs", "query": query, "k": 5, "mode": "semantic" })).await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["mode"], "semantic");
+    let mut texts: Vec<&str> = CORPUS.iter().map(|(_, content, _)| *content).collect();
+    texts.push(query);
+    let embedded = mock_embeddings(&mock, &texts).await;
+    let q = embedded.last().unwrap();
+    let expected: std::collections::HashMap<&str, f64> =
+        CORPUS.iter().zip(&embedded).map(|((title, _, _), v)| (*title, cosine(v, q))).collect();
+    let hits = res["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 5, "{res}");
+    // A document that shares words with the question but not its phrasing comes first.
+    assert_eq!(hits[0]["title"], "Rotating encryption keys", "{res}");
+    let shown: Vec<String> = titles(&res);
+    for h in hits {
+        let want = expected[h["title"].as_str().unwrap()];
+        let got = h["semantic_score"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-4, "{}: {got} vs {want}", h["title"]);
+        assert_eq!(h["score"], h["semantic_score"]);
+        assert!(h["fulltext_score"].is_null(), "{h}");
+        assert!(!h["snippet"].as_str().unwrap().is_empty());
+    }
+    let weakest = hits[4]["semantic_score"].as_f64().unwrap();
+    for (title, score) in &expected {
+        if !shown.iter().any(|t| t == title) {
+            assert!(*score <= weakest + 1e-4, "{title} ({score}) should outrank {weakest}");
+        }
+    }
+
+    // Filters apply to semantic and hybrid results too.
+    for mode in ["semantic", "hybrid"] {
+        let (_, res) = search(
+            &app,
+            json!({ "collection": "docs", "query": query, "k": 50, "mode": mode, "filters": { "tags": ["ops"] } }),
+        )
+        .await;
+        let hits = res["hits"].as_array().unwrap();
+        assert!(!hits.is_empty(), "{res}");
+        assert!(hits.iter().all(|h| h["tags"] == json!(["ops"])), "{res}");
+        assert!(!titles(&res).contains(&"Rotating encryption keys".to_string()));
+    }
+
+    // The embeddings went through the gateway: its request log has them.
+    assert!(app.state.gateway.records().flush(std::time::Duration::from_secs(10)).await);
+    let logged = count(
+        &app,
+        "SELECT COUNT(*) FROM routing_requests WHERE requested_model = 'text-embedding-3-small' AND status = 'ok'",
+    )
+    .await;
+    assert!(logged >= CORPUS.len() as i64, "{logged} embedding requests logged");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn semantic_and_hybrid_search_on_sqlite() {
+    semantic_and_hybrid_search(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn semantic_and_hybrid_search_on_postgres() {
+    semantic_and_hybrid_search(Backend::Postgres).await;
+}
+
+async fn an_embedding_failure_degrades_to_full_text(backend: Backend) {
+    let Some((app, mock)) = spawn_with_embeddings(backend).await else { return };
+    let c = create(&app, "vault", 64, 8).await;
+    paste(&app, &c, json!({ "title": "Emeralds", "content": "The vault holds seventeen emeralds." })).await;
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM search_chunk_vectors").await, 1);
+
+    // The provider now refuses the key: every embedding call fails. (Four failures in all below:
+    // a fifth in a row would open the gateway's circuit breaker for 30 seconds.)
+    mock.set_keys(vec!["someone-else".into()]);
+    for mode in [json!(null), json!("semantic")] {
+        let (status, res) =
+            search(&app, json!({ "collection": "vault", "query": "emeralds", "mode": mode })).await;
+        assert_eq!(status, StatusCode::OK, "{res}");
+        assert_eq!(res["mode"], "fulltext", "{res}");
+        let why = res["degraded"].as_str().unwrap_or_else(|| panic!("degraded says why: {res}"));
+        assert!(why.contains("fell back to full text") && why.contains(EMBED_MODEL), "{why}");
+        assert_eq!(titles(&res), ["Emeralds"], "{res}");
+        assert!(res["hits"][0]["snippet"].as_str().unwrap().contains("<mark>emeralds</mark>"), "{res}");
+    }
+    // A document added meanwhile is stored and searchable by words; its chunk waits for a vector.
+    let doc =
+        paste(&app, &c, json!({ "title": "Rubies", "content": "Nine rubies sit beside the emeralds." }))
+            .await;
+    assert_eq!(doc["embedding"]["embedded"], 0, "{doc}");
+    assert_eq!(doc["embedding"]["pending"], 1, "{doc}");
+    assert!(doc["embedding"]["error"].as_str().unwrap().contains(EMBED_MODEL), "{doc}");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM search_chunks").await, 2);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM search_chunk_vectors").await, 1);
+    let (status, col) = post(&app, &format!("/api/search/collections/{c}/reindex"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{col}");
+    assert_eq!(col["embedding"]["pending"], 1, "{col}");
+    assert!(!col["embedding"]["error"].is_null(), "{col}");
+
+    // Back up: searches are hybrid again and say what is still unembedded; a re-index embeds it.
+    mock.set_keys(vec![EMBED_KEY.into()]);
+    let (_, res) = search(&app, json!({ "collection": "vault", "query": "rubies" })).await;
+    assert_eq!(res["mode"], "hybrid", "{res}");
+    assert!(res["degraded"].is_null(), "{res}");
+    assert_eq!(res["pending_vectors"], 1, "{res}");
+    assert_eq!(titles(&res).first().map(String::as_str), Some("Rubies"), "{res}");
+    let (status, col) = post(&app, &format!("/api/search/collections/{c}/reindex"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{col}");
+    assert_eq!(col["embedding"], json!({ "model": EMBED_MODEL, "embedded": 2, "pending": 0, "error": null }));
+    assert_eq!(col["embedded_chunk_count"], 2);
+    let (_, res) = search(&app, json!({ "collection": "vault", "query": "rubies" })).await;
+    assert_eq!(res["pending_vectors"], 0, "{res}");
+
+    // A collection whose model no provider serves degrades the same way.
+    let (_, other) = post(
+        &app,
+        "/api/search/collections",
+        json!({ "name": "unserved", "embedding_model": "no-such-embedder" }),
+    )
+    .await;
+    let o = other["id"].as_str().unwrap();
+    let doc = paste(&app, o, json!({ "title": "Opals", "content": "Opals shimmer." })).await;
+    assert!(doc["embedding"]["error"].as_str().unwrap().contains("no-such-embedder"), "{doc}");
+    let (status, res) = search(&app, json!({ "collection": "unserved", "query": "opals" })).await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["mode"], "fulltext");
+    assert!(res["degraded"].as_str().unwrap().contains("no-such-embedder"), "{res}");
+    assert_eq!(titles(&res), ["Opals"]);
+
+    // Bad modes are refused; a collection without a model only searches by words.
+    let (s, b) = search(&app, json!({ "collection": "vault", "query": "rubies", "mode": "vector" })).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "mode: must be fulltext, semantic or hybrid");
+    let (s, b) = search(&app, json!({ "collection": "vault", "query": "rubies", "mode": 3 })).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "mode: must be text");
+    let (_, plain) = post(&app, "/api/search/collections", json!({ "name": "plain" })).await;
+    paste(&app, plain["id"].as_str().unwrap(), json!({ "title": "Jade", "content": "Jade carvings." })).await;
+    let (s, b) = search(&app, json!({ "collection": "plain", "query": "jade", "mode": "semantic" })).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "needs an embedding model");
+    let (_, res) = search(&app, json!({ "collection": "plain", "query": "jade" })).await;
+    assert_eq!(res["mode"], "fulltext");
+    assert!(res["degraded"].is_null());
+    assert_eq!(titles(&res), ["Jade"]);
+    app.stop().await;
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_embedding_failure_degrades_to_full_text_on_sqlite() {
+    an_embedding_failure_degrades_to_full_text(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_embedding_failure_degrades_to_full_text_on_postgres() {
+    an_embedding_failure_degrades_to_full_text(Backend::Postgres).await;
+}
+
+async fn vectors_follow_the_model_and_go_with_their_chunks(backend: Backend) {
+    let Some((app, mock)) = spawn_with_embeddings(backend).await else { return };
+    let gone = create(&app, "gone", 32, 8).await;
+    let kept = create(&app, "kept", 32, 8).await;
+    let long = paste(&app, &gone, json!({ "title": "long", "content": long_text() })).await;
+    let pieces = long["chunks"].as_array().unwrap().len() as i64;
+    assert!(pieces > 4);
+    assert_eq!(long["embedding"]["embedded"], pieces, "{long}");
+    paste(&app, &gone, json!({ "title": "short", "content": "Zanzibarite crystals glow." })).await;
+    paste(&app, &kept, json!({ "title": "kept", "content": "Kept quartzite notes." })).await;
+    let vectors_of = |name: &str, model: &str| {
+        format!(
+            "SELECT COUNT(*) FROM search_chunk_vectors WHERE model = '{model}' AND collection_id IN \
+             (SELECT id FROM search_collections WHERE name = '{name}')"
+        )
+    };
+    assert_eq!(count(&app, &vectors_of("gone", EMBED_MODEL)).await, pieces + 1);
+
+    // Another model: the old vectors go, and every chunk is embedded again with the new one.
+    let (status, col) = send(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/search/collections/{gone}"),
+        Some(json!({ "embedding_model": "text-embedding-004" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{col}");
+    assert_eq!(
+        col["embedding"],
+        json!({ "model": "text-embedding-004", "embedded": pieces + 1, "pending": 0, "error": null })
+    );
+    assert_eq!(col["embedded_chunk_count"], pieces + 1);
+    assert_eq!(count(&app, &vectors_of("gone", EMBED_MODEL)).await, 0);
+    assert_eq!(count(&app, &vectors_of("gone", "text-embedding-004")).await, pieces + 1);
+    let gemini_calls = mock.requests().iter().filter(|r| r.path.contains("batchEmbedContents")).count();
+    assert!(gemini_calls >= 1, "the new model was called");
+    let (_, res) =
+        search(&app, json!({ "collection": "gone", "query": "zanzibarite crystals", "mode": "semantic" }))
+            .await;
+    assert_eq!(titles(&res).first().map(String::as_str), Some("short"), "{res}");
+
+    // Re-indexing with other chunk sizes embeds the new chunks; unchanged texts keep their vectors.
+    let embedding_calls = || mock.requests().iter().filter(|r| r.path.contains("mbed")).count();
+    mock.clear_requests();
+    let (status, _) = post(&app, &format!("/api/search/collections/{gone}/reindex"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(embedding_calls(), 0, "nothing changed, nothing embedded");
+    send(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/search/collections/{gone}"),
+        Some(json!({ "chunk_size": 256 })),
+    )
+    .await;
+    let long_id = long["id"].as_str().unwrap();
+    let (status, re) =
+        post(&app, &format!("/api/search/collections/{gone}/documents/{long_id}/reindex"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{re}");
+    let fewer = re["chunk_count"].as_i64().unwrap();
+    assert!(fewer < pieces, "{re}");
+    assert_eq!(re["embedding"]["embedded"], fewer, "{re}");
+    assert_eq!(count(&app, &vectors_of("gone", "text-embedding-004")).await, fewer + 1);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM search_chunk_vectors v LEFT JOIN search_chunks c ON c.id = v.chunk_id WHERE c.id IS NULL").await,
+        0,
+        "no vector outlives its chunk"
+    );
+
+    // Deleting a document removes its vectors.
+    let (status, _) = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/search/collections/{gone}/documents/{long_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(count(&app, &vectors_of("gone", "text-embedding-004")).await, 1);
+
+    // No model: no vectors, and searches are by words.
+    let (_, col) = send(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/search/collections/{kept}"),
+        Some(json!({ "embedding_model": null })),
+    )
+    .await;
+    assert_eq!(col["embedded_chunk_count"], 0, "{col}");
+    assert_eq!(count(&app, &vectors_of("kept", EMBED_MODEL)).await, 0);
+    let (_, res) = search(&app, json!({ "collection": "kept", "query": "quartzite" })).await;
+    assert_eq!(res["mode"], "fulltext");
+    send(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/search/collections/{kept}"),
+        Some(json!({ "embedding_model": EMBED_MODEL })),
+    )
+    .await;
+    assert_eq!(count(&app, &vectors_of("kept", EMBED_MODEL)).await, 1);
+
+    // Deleting a collection removes its chunks and vectors, and only its own.
+    let (status, _) =
+        send(&app, reqwest::Method::DELETE, &format!("/api/search/collections/{gone}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM search_chunks").await, 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM search_chunk_vectors").await, 1);
+    assert_eq!(count(&app, &vectors_of("kept", EMBED_MODEL)).await, 1);
+    app.stop().await;
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn vectors_follow_the_model_and_go_with_their_chunks_on_sqlite() {
+    vectors_follow_the_model_and_go_with_their_chunks(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn vectors_follow_the_model_and_go_with_their_chunks_on_postgres() {
+    vectors_follow_the_model_and_go_with_their_chunks(Backend::Postgres).await;
 }
