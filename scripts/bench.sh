@@ -16,6 +16,10 @@
 #                              and 64 connections, direct to the mock and through the gateway; time to
 #                              first token of streams both ways; server RSS idle and with 1,000 open
 #                              streams
+#   scripts/bench.sh search    search collections at 100,000 chunks (release build): ingestion rate and
+#                              full-text search p50/p95/p99 on SQLite and on PostgreSQL
+#                              (core/examples/search_bench.rs; GOBLIN_BENCH_PG_URL, default
+#                              postgres://postgres@127.0.0.1:5432/postgres; CHUNKS=N to change the size)
 #
 # Run on an otherwise idle machine; loopback only.
 set -euo pipefail
@@ -250,11 +254,19 @@ bench_profile() {
     grep -E 'v1::caller::|sqlite3_step \[|sqlite3Reprepare \[|records::Writer::run' | cut -c1-120
 }
 
+bench_search() {
+  cargo build --release -p goblin-core --example search_bench
+  for backend in sqlite postgres; do
+    target/release/examples/search_bench --backend "$backend" --chunks "${CHUNKS:-100000}"
+  done
+}
+
 case "${1:-}" in
   build) bench_build ;;
   release) bench_release ;;
   mock) bench_mock ;;
   gateway) bench_gateway ;;
   profile) bench_profile ;;
-  *) echo "usage: scripts/bench.sh build|release|mock|gateway|profile" >&2; exit 2 ;;
+  search) bench_search ;;
+  *) echo "usage: scripts/bench.sh build|release|mock|gateway|profile|search" >&2; exit 2 ;;
 esac

@@ -1501,6 +1501,9 @@ fn ranked_statement(
             Statement::from_sql_and_values(backend, sql, values)
         }
         _ => {
+            // CROSS JOIN keeps the full-text index as the outer loop. Left to itself, SQLite walks
+            // every chunk of the collection and looks each up in the index, which grows with the
+            // collection instead of with the matches (25 ms at 2,000 chunks).
             values.push(fts::fts5_match(terms).into());
             values.push(collection.into());
             let mut filter = String::new();
@@ -1512,7 +1515,7 @@ fn ranked_statement(
             let sql = format!(
                 "SELECT c.id, c.document_id, c.seq, c.token_count, -bm25(search_chunks_fts) AS score, \
                         snippet(search_chunks_fts, 0, char(1), char(2), ' … ', 32) AS snippet \
-                 FROM search_chunks_fts JOIN search_chunks c ON c.id = search_chunks_fts.rowid \
+                 FROM search_chunks_fts CROSS JOIN search_chunks c ON c.id = search_chunks_fts.rowid \
                  WHERE search_chunks_fts MATCH ? AND c.collection_id = ?{filter} \
                  ORDER BY bm25(search_chunks_fts), c.id LIMIT ?"
             );
@@ -1567,7 +1570,7 @@ fn ranked_ids_statement(
             values.push((limit as i64).into());
             format!(
                 "SELECT c.id, -bm25(search_chunks_fts) AS score \
-                 FROM search_chunks_fts JOIN search_chunks c ON c.id = search_chunks_fts.rowid \
+                 FROM search_chunks_fts CROSS JOIN search_chunks c ON c.id = search_chunks_fts.rowid \
                  WHERE search_chunks_fts MATCH ? AND c.collection_id = ?{filter} \
                  ORDER BY bm25(search_chunks_fts), c.id LIMIT ?"
             )
