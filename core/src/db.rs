@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use log::LevelFilter;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
@@ -17,6 +18,10 @@ const SQLITE_MMAP_BYTES: u64 = 1 << 30;
 
 /// Opens the pool described by `cfg`. For SQLite, the file's directory is created when missing, and the
 /// database runs in WAL mode so readers do not wait for the writer.
+///
+/// Every acquire of a pool connection reports how long it took, as sqlx's `TRACE` event of target
+/// `sqlx::pool::acquire` (field `acquired_after_secs`): the server's metrics layer turns those into
+/// the pool's acquire wait series. Acquires slower than two seconds are still logged at `warn`.
 ///
 /// # Errors
 /// When the directory cannot be created or the first connection fails.
@@ -41,7 +46,9 @@ pub async fn connect(cfg: &DatabaseConfig) -> anyhow::Result<DatabaseConnection>
         .sqlx_logging(false);
     match cfg.backend {
         Backend::Postgres => {
-            opts.statement_timeout(p.statement_timeout).set_application_name("goblin");
+            opts.statement_timeout(p.statement_timeout)
+                .set_application_name("goblin")
+                .map_sqlx_postgres_pool_opts(|o| o.acquire_time_level(LevelFilter::Trace));
         }
         Backend::Sqlite => {
             opts.map_sqlx_sqlite_opts(|o| {
@@ -53,7 +60,8 @@ pub async fn connect(cfg: &DatabaseConfig) -> anyhow::Result<DatabaseConnection>
                     // beyond SQLite's small per-connection cache: a search of a large index reads
                     // thousands of pages. Address space only; the memory is the page cache's.
                     .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
-            });
+            })
+            .map_sqlx_sqlite_pool_opts(|o| o.acquire_time_level(LevelFilter::Trace));
         }
     }
     Database::connect(opts)

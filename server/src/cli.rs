@@ -233,13 +233,17 @@ async fn worker(config: Config) -> anyhow::Result<()> {
             pending.len()
         );
     }
+    // Errors and panics of this worker's task runs are traced into the shared exceptions table, with
+    // their task's context, as `goblin serve` traces its own; its Raptor log is `raptor.file` here.
+    let clock = goblin_core::clock::system();
+    let raptor = goblin_core::raptor::Raptor::new(&config.raptor, conn.clone(), clock.clone())
+        .with_context(|| format!("Failed to open the Raptor log {}", config.raptor.file.display()))?;
     let (keyring, _dev) =
         goblin_core::crypto::Keyring::from_config(&config).context("Failed to load the encryption key")?;
     let keyring = Arc::new(keyring);
     goblin_core::rotation::check_keys(&conn, &keyring)
         .await
         .context("Failed to check the encryption keys")?;
-    let clock = goblin_core::clock::system();
     let settings = Arc::new(goblin_core::settings::Settings::new(conn.clone(), clock.clone(), &config));
     settings.load().await.context("Failed to read the runtime settings")?;
     settings.spawn_refresher(config.settings_refresh);
@@ -277,6 +281,9 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     println!("goblin worker {id} is taking tasks");
     crate::startup::shutdown_signal().await;
     handle.shutdown().await;
+    // What the last runs raised is stored before the process ends.
+    raptor.exceptions().flush(std::time::Duration::from_secs(5)).await;
+    raptor.flush_log(std::time::Duration::from_secs(5)).await;
     Ok(())
 }
 

@@ -4,9 +4,21 @@
 //! The Prometheus recorder is process-wide (the `metrics` macros record into one global recorder),
 //! so it is installed once, by the first [`crate::Application`] built in the process; `/metrics`
 //! renders it (no listener of its own). Recording is a lookup in the recorder's sharded maps and an
-//! atomic add: no lock shared by every request, and never the database.
+//! atomic add: no lock shared by every request, and never the database. Histogram samples wait in the
+//! recorder until they are folded into their buckets: a scrape does that, and so does a thread that
+//! keeps the recorder tidy every few seconds, so memory stays bounded when nobody scrapes.
+//!
+//! Waiting for a database connection: the pool ([`goblin_core::db::connect`]) has sqlx report how
+//! long every acquire took, as a tracing event (target [`ACQUIRE_TARGET`]); [`PoolAcquireLayer`]
+//! turns those into `goblin_db_pool_acquire_wait_seconds` (every acquire) and
+//! `goblin_db_pool_acquire_waits_total` (acquires that took [`ACQUIRE_WAIT`] or more: handing over an
+//! idle connection takes microseconds, so those callers waited for one to be returned or opened).
 
-use std::{panic::AssertUnwindSafe, sync::OnceLock, time::Instant};
+use std::{
+    panic::AssertUnwindSafe,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
 
 use axum::{
     Json,
@@ -17,6 +29,14 @@ use axum::{
 };
 use futures_util::FutureExt;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing::{
+    Event, Subscriber,
+    field::{Field, Visit},
+};
+use tracing_subscriber::{
+    filter::{LevelFilter, Targets},
+    layer::{Context, Layer},
+};
 
 /// The request id header, taken from the request (when well formed) or generated.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -25,6 +45,16 @@ pub const REQUEST_ID: &str = "x-request-id";
 const LATENCY_BUCKETS: &[f64] =
     &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 const TASK_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 86_400.0];
+/// Connection acquire buckets (seconds): most acquires take microseconds.
+const ACQUIRE_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// How often histogram samples are folded into their buckets between scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The tracing target of sqlx's event after each pool acquire, with `acquired_after_secs`.
+pub const ACQUIRE_TARGET: &str = "sqlx::pool::acquire";
+/// An acquire that took this long or longer counts as a wait.
+pub const ACQUIRE_WAIT: Duration = Duration::from_millis(5);
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -33,6 +63,12 @@ pub fn prometheus() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full("goblin_task_duration_seconds".into()), TASK_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("goblin_db_pool_acquire_wait_seconds".into()),
+                    ACQUIRE_BUCKETS,
+                )
+            })
             .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS));
         let recorder = match builder {
             Ok(b) => b.build_recorder(),
@@ -48,8 +84,60 @@ pub fn prometheus() -> &'static PrometheusHandle {
             );
         }
         describe();
+        let tidy = handle.clone();
+        let upkeep = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                tidy.run_upkeep();
+            }
+        });
+        if let Err(e) = upkeep {
+            tracing::warn!(error = %e, "could not start the metrics upkeep thread; scrapes still do it");
+        }
         handle
     })
+}
+
+/// Records sqlx's pool acquire events (see the module documentation). Install it with
+/// [`PoolAcquireLayer::filter`], which lets only those events through.
+pub struct PoolAcquireLayer;
+
+impl PoolAcquireLayer {
+    /// Only sqlx's acquire events, at any level.
+    pub fn filter() -> Targets {
+        Targets::new().with_target(ACQUIRE_TARGET, LevelFilter::TRACE)
+    }
+}
+
+impl<S: Subscriber> Layer<S> for PoolAcquireLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        struct Took(Option<f64>);
+        impl Visit for Took {
+            fn record_f64(&mut self, field: &Field, value: f64) {
+                if field.name() == "acquired_after_secs" {
+                    self.0 = Some(value);
+                }
+            }
+
+            fn record_debug(&mut self, _field: &Field, _value: &dyn std::fmt::Debug) {}
+        }
+        if event.metadata().target() != ACQUIRE_TARGET {
+            return;
+        }
+        let mut took = Took(None);
+        event.record(&mut took);
+        if let Some(secs) = took.0.filter(|s| s.is_finite() && *s >= 0.0) {
+            record_acquire(secs);
+        }
+    }
+}
+
+/// Counts one pool acquire that took `secs`.
+pub fn record_acquire(secs: f64) {
+    metrics::histogram!("goblin_db_pool_acquire_wait_seconds").record(secs);
+    if secs >= ACQUIRE_WAIT.as_secs_f64() {
+        metrics::counter!("goblin_db_pool_acquire_waits_total").increment(1);
+    }
 }
 
 /// Help texts of the series recorded on the request path.
@@ -96,11 +184,21 @@ fn describe() {
         "goblin_exceptions_captured_total",
         "Error events and panics captured by Raptor"
     );
+    metrics::describe_histogram!(
+        "goblin_db_pool_acquire_wait_seconds",
+        metrics::Unit::Seconds,
+        "Time each database query or transaction took to get a pool connection (as sqlx measures it)"
+    );
+    metrics::describe_counter!(
+        "goblin_db_pool_acquire_waits_total",
+        "Pool connection acquires that had to wait (took 5 ms or more): every connection was in use, or one had to be opened"
+    );
     // Shown from the start, at zero, rather than after the first sign-in.
     for outcome in ["success", "failure"] {
         metrics::counter!("goblin_passkey_signins_total", "outcome" => outcome).increment(0);
     }
     metrics::counter!("goblin_exceptions_captured_total").increment(0);
+    metrics::counter!("goblin_db_pool_acquire_waits_total").increment(0);
 }
 
 /// Removes an incoming request id that is not 1 to 128 characters of letters, digits and `-_.:`,

@@ -3,17 +3,29 @@
 //! captures every error event and panic as a traced exception with its context.
 //!
 //! Context comes from the spans around an event: the request span (`request_id`, `route`,
-//! `method`, `user_id`) and any span of a background job with a `task_id` field. The panic hook
-//! turns a panic into an error event on the panicking thread, so a panic inside a request carries
-//! that request's context too.
+//! `method`, `user_id`) and the span of a task run (`task_id`, `goblin_id`; see
+//! `goblin_core::tasks`). The panic hook turns a panic into an error event on the panicking thread,
+//! so a panic inside a request or a task run carries its context too.
+//!
+//! Backtraces, whatever `RUST_BACKTRACE` says: a panic always gets one (taken by the panic hook).
+//! An error event gets one the first time its group (fingerprint) is seen in this process, and again
+//! at most once an hour per group: taking one is cheap (the stack's addresses only; the exception
+//! writer resolves the symbols off the caller's path), but an error logged in a loop should not pay
+//! for it every time. With `RUST_BACKTRACE` or `RUST_LIB_BACKTRACE` set, every error event gets one.
 
-use std::{backtrace::Backtrace, fmt::Write as _, sync::Once};
+use std::{
+    backtrace::Backtrace,
+    collections::HashMap,
+    fmt::Write as _,
+    sync::{Arc, Mutex, Once},
+    time::{Duration, Instant},
+};
 
 use chrono::SecondsFormat;
 use goblin_core::{
     config::{LogConfig, LogFormat, RaptorLevel},
     raptor::{
-        exceptions::{Captured, Context, Kind, is_secret_field, scrub},
+        exceptions::{Captured, Context, Kind, Trace, is_secret_field, scrub},
         hub,
     },
 };
@@ -27,31 +39,44 @@ use tracing_subscriber::{
     EnvFilter, Layer, fmt, layer::Context as LayerContext, prelude::*, registry::LookupSpan,
 };
 
+use crate::observe::PoolAcquireLayer;
+
 /// The target of the events the panic hook emits.
 pub const PANIC_TARGET: &str = "goblin::panic";
 
 /// Span fields copied into an exception's context.
-const CONTEXT_FIELDS: &[&str] = &["request_id", "route", "method", "user_id", "task_id"];
+const CONTEXT_FIELDS: &[&str] = &["request_id", "route", "method", "user_id", "task_id", "goblin_id"];
 
-/// Installs the global subscriber (the stderr log and the Raptor layer) and the panic hook. Safe to
-/// call more than once (later calls do nothing).
+/// How often an error event's group gets a fresh backtrace, and how many groups are remembered.
+const BACKTRACE_EVERY: Duration = Duration::from_secs(3600);
+const BACKTRACE_GROUPS: usize = 4096;
+
+/// Installs the global subscriber (the stderr log, the Raptor layer, and the pool acquire metrics of
+/// [`crate::observe::PoolAcquireLayer`]) and the panic hook. Safe to call more than once (later
+/// calls do nothing).
 pub fn init(cfg: &LogConfig) {
     let filter = EnvFilter::try_new(&cfg.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(RaptorLayer.with_filter(raptor_filter())).with(
-        match cfg.format {
-            LogFormat::Json => fmt::layer().json().with_writer(std::io::stderr).boxed(),
-            LogFormat::Text => fmt::layer().with_writer(std::io::stderr).boxed(),
-        }
-        .with_filter(filter),
-    );
+    let registry = tracing_subscriber::registry()
+        .with(PoolAcquireLayer.with_filter(PoolAcquireLayer::filter()))
+        .with(RaptorLayer::default().with_filter(raptor_filter()))
+        .with(
+            match cfg.format {
+                LogFormat::Json => fmt::layer().json().with_writer(std::io::stderr).boxed(),
+                LogFormat::Text => fmt::layer().with_writer(std::io::stderr).boxed(),
+            }
+            .with_filter(filter),
+        );
     let _ = registry.try_init();
     install_panic_hook();
 }
 
-/// Installs only the Raptor layer and the panic hook, printing nothing: for tests that do not ask
-/// for the log (`TEST_LOG`), which still need exceptions captured.
+/// Installs only the Raptor layer, the pool acquire metrics and the panic hook, printing nothing: for
+/// tests that do not ask for the log (`TEST_LOG`), which still need exceptions captured.
 pub fn init_quiet() {
-    let _ = tracing_subscriber::registry().with(RaptorLayer.with_filter(raptor_filter())).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(PoolAcquireLayer.with_filter(PoolAcquireLayer::filter()))
+        .with(RaptorLayer::default().with_filter(raptor_filter()))
+        .try_init();
     install_panic_hook();
 }
 
@@ -158,6 +183,10 @@ impl EventFields {
         let name = field.name();
         if name == "message" {
             self.message = scrub(&value);
+        } else if name == "panic_backtrace" {
+            // Function names and source lines, no values: scrubbing would cut up names such as
+            // `goblin_core::tokens::…` (a secret-looking key followed by `:`).
+            self.fields.insert(name.to_string(), Value::from(value));
         } else if is_secret_field(name) {
             self.fields.insert(name.to_string(), Value::from("[redacted]"));
         } else {
@@ -175,7 +204,30 @@ impl EventFields {
 
 /// Writes warnings and errors to the Raptor log and captures error events and panics (see the
 /// module documentation).
-pub struct RaptorLayer;
+#[derive(Default)]
+pub struct RaptorLayer {
+    /// When each group of error events last got a backtrace.
+    backtraced: Mutex<HashMap<String, Instant>>,
+}
+
+impl RaptorLayer {
+    /// Whether an error event of group `fingerprint` should get a backtrace now: the first time the
+    /// group is seen, then at most once every [`BACKTRACE_EVERY`].
+    fn backtrace_due(&self, fingerprint: &str, now: Instant) -> bool {
+        let mut seen = self.backtraced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.get(fingerprint).is_some_and(|at| now.duration_since(*at) < BACKTRACE_EVERY) {
+            return false;
+        }
+        if seen.len() >= BACKTRACE_GROUPS && !seen.contains_key(fingerprint) {
+            seen.retain(|_, at| now.duration_since(*at) < BACKTRACE_EVERY);
+            if seen.len() >= BACKTRACE_GROUPS {
+                seen.clear();
+            }
+        }
+        seen.insert(fingerprint.to_string(), now);
+        true
+    }
+}
 
 impl<S> Layer<S> for RaptorLayer
 where
@@ -218,6 +270,7 @@ where
                             "route" => &mut context.route,
                             "method" => &mut context.method,
                             "user_id" => &mut context.user_id,
+                            "goblin_id" => &mut context.goblin_id,
                             _ => &mut context.task_id,
                         };
                         *slot = Some(value.clone());
@@ -255,6 +308,7 @@ where
             ("route", &context.route),
             ("user_id", &context.user_id),
             ("task_id", &context.task_id),
+            ("goblin_id", &context.goblin_id),
         ] {
             if let Some(v) = v {
                 line.insert(k.into(), v.clone().into());
@@ -266,23 +320,30 @@ where
 
         // Errors of the exception store itself are logged at `warn` and so never come back here.
         let exception = (level == RaptorLevel::Error).then(|| {
-            let backtrace = backtrace.or_else(|| {
-                let bt = Backtrace::capture();
-                (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string())
-            });
             context.fields = fields
                 .fields
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
                 .collect();
-            Captured {
+            let mut c = Captured {
                 kind: if panic { Kind::Panic } else { Kind::Error },
                 location,
                 message: if message.is_empty() { meta.name().to_string() } else { message },
-                backtrace,
+                backtrace: backtrace.map(Trace::Text),
                 context,
                 at: now,
+            };
+            if c.backtrace.is_none() {
+                let bt = if self.backtrace_due(&c.fingerprint(), Instant::now()) {
+                    Backtrace::force_capture()
+                } else {
+                    Backtrace::capture()
+                };
+                if bt.status() == std::backtrace::BacktraceStatus::Captured {
+                    c.backtrace = Some(Trace::Frames(Arc::new(bt)));
+                }
             }
+            c
         });
         let mut text = String::new();
         let _ = write!(text, "{}", Value::Object(line));

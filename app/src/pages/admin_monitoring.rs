@@ -210,7 +210,13 @@ fn ExceptionItem(e: ExceptionRow) -> impl IntoView {
         ("Request id", e.request_id.clone()),
         ("Route", e.route.clone().map(|r| format!("{} {r}", e.method.clone().unwrap_or_default()))),
         ("User", e.user_id.clone()),
-        ("Task", e.task_id.clone()),
+        (
+            "Task",
+            e.task_id.clone().map(|t| match &e.goblin_id {
+                Some(g) => format!("{t} (goblin {g})"),
+                None => t,
+            }),
+        ),
         ("Where", Some(e.location.clone())),
         ("Spans", (!e.spans.is_empty()).then(|| e.spans.join(" › "))),
         ("First seen", Some(e.first_seen.clone())),

@@ -106,6 +106,8 @@ pub struct ExceptionRow {
     pub method: Option<String>,
     pub user_id: Option<String>,
     pub task_id: Option<String>,
+    /// The goblin the task was running.
+    pub goblin_id: Option<String>,
     pub spans: Vec<String>,
     /// `name = value`, secrets already removed.
     pub fields: Vec<String>,
@@ -316,6 +318,7 @@ pub async fn exception_list() -> Result<Vec<ExceptionRow>, AppError> {
             method: e.context.method,
             user_id: e.context.user_id,
             task_id: e.context.task_id,
+            goblin_id: e.context.goblin_id,
             spans: e.context.spans,
             fields: e.context.fields.into_iter().map(|(k, v)| format!("{k} = {v}")).collect(),
             backtrace: e.backtrace,

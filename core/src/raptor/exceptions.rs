@@ -9,6 +9,10 @@
 //! Capturing never waits and never touches the database on the caller's path: a full channel drops
 //! the occurrence (counted). The writer logs its own failures at `warn`, which is not captured, so a
 //! database outage cannot feed itself.
+//!
+//! Backtraces: a captured [`Trace::Frames`] holds only the stack's addresses (cheap to take); the
+//! writer resolves them to function names and lines on the blocking pool, off the caller's path. An
+//! occurrence without a backtrace keeps the one its group already has.
 
 use std::{
     collections::BTreeMap,
@@ -70,6 +74,9 @@ pub struct Context {
     pub user_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
+    /// The goblin a task run was running, with `task_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goblin_id: Option<String>,
     /// The names of the spans it happened in, outermost first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spans: Vec<String>,
@@ -85,10 +92,41 @@ pub struct Captured {
     /// The tracing target, or the panic's `file:line`.
     pub location: String,
     pub message: String,
-    pub backtrace: Option<String>,
+    pub backtrace: Option<Trace>,
     pub context: Context,
     pub at: DateTime<Utc>,
 }
+
+/// A backtrace of an occurrence: text already (a panic's, formatted by the panic hook), or the frames
+/// of a stack, whose symbols are resolved when the occurrence is stored.
+#[derive(Clone, Debug)]
+pub enum Trace {
+    Text(String),
+    Frames(Arc<std::backtrace::Backtrace>),
+}
+
+impl Trace {
+    /// The backtrace as text; resolving frames reads the program's debug information, which can take
+    /// a while the first time: call it off the async threads.
+    pub fn resolve(&self) -> String {
+        match self {
+            Trace::Text(t) => t.clone(),
+            Trace::Frames(f) => f.to_string(),
+        }
+    }
+}
+
+impl PartialEq for Trace {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Trace::Text(a), Trace::Text(b)) => a == b,
+            (Trace::Frames(a), Trace::Frames(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Trace {}
 
 impl Captured {
     /// The group this occurrence belongs to: kind, location, and the message with its numbers and
@@ -263,7 +301,12 @@ async fn write_loop(
             msg = rx.recv() => match msg {
                 None => return,
                 Some(Msg::One(c)) => {
-                    if let Err(e) = upsert(&db, &c).await {
+                    let backtrace = match c.backtrace.clone() {
+                        None => None,
+                        Some(Trace::Text(t)) => Some(t),
+                        Some(frames) => tokio::task::spawn_blocking(move || frames.resolve()).await.ok(),
+                    };
+                    if let Err(e) = upsert(&db, &c, backtrace.as_deref()).await {
                         tracing::warn!(error = %e, "could not store a traced exception");
                     }
                 }
@@ -288,8 +331,8 @@ fn cut(s: &str, max: usize) -> String {
 }
 
 /// Adds one occurrence to its group (creating it): count + 1, and the newest message, context and
-/// backtrace.
-async fn upsert(db: &DatabaseConnection, c: &Captured) -> Result<(), DbErr> {
+/// backtrace (an occurrence without one keeps the group's).
+async fn upsert(db: &DatabaseConnection, c: &Captured, backtrace: Option<&str>) -> Result<(), DbErr> {
     use exceptions::Column as C;
     let row = exceptions::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -297,7 +340,7 @@ async fn upsert(db: &DatabaseConnection, c: &Captured) -> Result<(), DbErr> {
         kind: Set(c.kind.as_str().to_string()),
         location: Set(cut(&c.location, MAX_LOCATION_CHARS - 1)),
         message: Set(cut(&c.message, MAX_MESSAGE_CHARS)),
-        backtrace: Set(c.backtrace.as_deref().map(|b| cut(b, MAX_BACKTRACE_CHARS))),
+        backtrace: Set(backtrace.map(|b| cut(b, MAX_BACKTRACE_CHARS))),
         context: Set(serde_json::to_value(&c.context).unwrap_or_default()),
         count: Set(1),
         first_seen: Set(c.at),
@@ -305,7 +348,8 @@ async fn upsert(db: &DatabaseConnection, c: &Captured) -> Result<(), DbErr> {
     };
     let mut on = OnConflict::column(C::Fingerprint);
     on.value(C::Count, Expr::cust(r#""exceptions"."count" + 1"#));
-    on.update_columns([C::Message, C::Backtrace, C::Context, C::LastSeen]);
+    on.value(C::Backtrace, Expr::cust(r#"COALESCE("excluded"."backtrace", "exceptions"."backtrace")"#));
+    on.update_columns([C::Message, C::Context, C::LastSeen]);
     exceptions::Entity::insert(row).on_conflict(on).exec_without_returning(db).await.map(drop)
 }
 

@@ -16,6 +16,7 @@ use std::{
 };
 
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
@@ -150,7 +151,9 @@ impl TaskService {
                             self.hub.insert(id, live.clone());
                             let svc = self.clone();
                             let w = worker.clone();
-                            let handle = runs.spawn(async move { svc.execute(w, task, live).await });
+                            let span = run_span(&task, &w);
+                            let handle =
+                                runs.spawn(async move { svc.execute(w, task, live).await }.instrument(span));
                             mine.insert(handle.id(), id);
                         }
                         Ok(None) => break,
@@ -187,7 +190,8 @@ impl TaskService {
                         && failed
                     {
                         // A run that panicked has recorded nothing: it ends here, not by its lease.
-                        tracing::error!(task = %id, "a task run failed unexpectedly");
+                        tracing::info_span!("task_run", task_id = %id, worker = %worker)
+                            .in_scope(|| tracing::error!(task = %id, "a task run failed unexpectedly"));
                         self.hub.remove(id);
                         let f = queue::Final {
                             status: FAILED,
@@ -247,7 +251,7 @@ impl TaskService {
         let flusher = {
             let out = out.clone();
             let db = self.db.clone();
-            tokio::spawn(async move { out.keep_flushing(&db, done_rx).await })
+            tokio::spawn(async move { out.keep_flushing(&db, done_rx).await }.in_current_span())
         };
         let stop = live.stop.subscribe();
         let outcome = match plan {
@@ -386,6 +390,12 @@ impl TaskService {
         env.push(("GOBLIN_TASK_ID".into(), task.id.to_string()));
         Ok((env, secrets))
     }
+}
+
+/// The span a run's work happens in: every event of the run (and a panic in it) carries the task
+/// and goblin ids, which the Raptor layer copies into a traced exception's context.
+fn run_span(task: &tasks::Model, worker: &str) -> tracing::Span {
+    tracing::info_span!("task_run", task_id = %task.id, goblin_id = %task.goblin_id, worker = %worker)
 }
 
 /// How a command's ending is recorded.

@@ -627,3 +627,270 @@ async fn with_redis_the_challenge_store_and_redis_show_in_metrics_and_home() {
     );
     app.stop().await;
 }
+
+// ---- database pool acquire waits ----
+
+/// The value of a counter sample without labels.
+fn counter_value(s: &prometheus_parse::Scrape, name: &str) -> Option<f64> {
+    s.samples.iter().find(|m| m.metric == name).and_then(|m| match m.value {
+        prometheus_parse::Value::Counter(v) => Some(v),
+        _ => None,
+    })
+}
+
+/// The observation count of a histogram without labels (`None` when it is missing or not a
+/// histogram).
+fn histogram_count(s: &prometheus_parse::Scrape, name: &str) -> Option<f64> {
+    let m = s.samples.iter().find(|m| m.metric == name)?;
+    match &m.value {
+        prometheus_parse::Value::Histogram(buckets) => buckets.iter().map(|b| b.count).reduce(f64::max),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_callers_that_waited_for_a_pool_connection() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    // One connection: while a transaction holds it, any other query waits for it.
+    let app = spawn_app(
+        Backend::Sqlite,
+        &[
+            ("GOBLIN_DB_MIN_CONNECTIONS", "1"),
+            ("GOBLIN_DB_MAX_CONNECTIONS", "1"),
+            ("GOBLIN_DB_ACQUIRE_TIMEOUT_S", "30"),
+        ],
+    )
+    .await
+    .unwrap();
+    let before = scrape(&app).await;
+    assert!(
+        before.docs.contains_key("goblin_db_pool_acquire_waits_total"),
+        "the counter is described: {:?}",
+        before.docs.keys().collect::<Vec<_>>()
+    );
+    let waits_before = counter_value(&before, "goblin_db_pool_acquire_waits_total")
+        .expect("goblin_db_pool_acquire_waits_total is a counter, shown from the start");
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(text.contains("# TYPE goblin_db_pool_acquire_waits_total counter"), "{text}");
+    assert!(text.contains("# TYPE goblin_db_pool_acquire_wait_seconds histogram"), "{text}");
+
+    // Saturate the pool: hold its only connection, start a query, let it wait, then let it go.
+    let mut rose = false;
+    for _ in 0..5 {
+        let held = app.state.db.begin().await.unwrap();
+        held.execute_unprepared("SELECT 1").await.unwrap();
+        let db = app.state.db.clone();
+        let waiting = tokio::spawn(async move { db.execute_unprepared("SELECT 1").await.map(drop) });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "a second query cannot run while the only connection is held");
+        held.commit().await.unwrap();
+        waiting.await.unwrap().unwrap();
+        let after = scrape(&app).await;
+        let waits = counter_value(&after, "goblin_db_pool_acquire_waits_total").unwrap();
+        if waits > waits_before {
+            let n = histogram_count(&after, "goblin_db_pool_acquire_wait_seconds")
+                .expect("goblin_db_pool_acquire_wait_seconds is a histogram once a caller waited");
+            assert!(n >= 1.0, "{n}");
+            rose = true;
+            break;
+        }
+    }
+    assert!(rose, "a query that waited for the pool's only connection is counted");
+    app.stop().await;
+}
+
+// ---- task runs ----
+
+/// A registry whose `gated` goblin waits for the file `go` in `dir` before printing a line.
+fn gated_registry(dir: &std::path::Path) -> String {
+    format!(
+        r#"
+guilds:
+  - id: monitoring
+    name: Monitoring
+    toolbelt:
+      - id: gated
+        command: 'while [ ! -e "{go}" ]; do sleep 0.05; done; echo released'
+"#,
+        go = dir.join("go").display()
+    )
+}
+
+const ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// Runs a `gated` task and makes its run fail to store its output: once it runs (on `worker`, when
+/// given), the `task_logs` table is dropped and the gate opened. The run then logs an error ("could
+/// not store the end of a task's output") from inside the run. Returns the task id.
+async fn a_task_run_that_logs_an_error(app: &TestApp, worker: Option<&str>) -> uuid::Uuid {
+    use goblin_core::tasks::{Actor, StartRequest};
+    use sea_orm::ConnectionTrait;
+    let me = app.sign_in_as("root", "admin").await;
+    let actor = Actor { user_id: me, role: goblin_core::users::Role::Admin, token_id: None };
+    let tasks = &app.state.tasks;
+    let id =
+        tasks.start(&actor, StartRequest { goblin: "gated".into(), ..Default::default() }).await.unwrap().id;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = tasks.view(id).await.unwrap();
+        if v.status == "running" {
+            if let Some(w) = worker {
+                assert_eq!(v.worker_id.as_deref(), Some(w), "{v:?}");
+            }
+            break;
+        }
+        assert_eq!(v.status, "queued", "{v:?}");
+        assert!(std::time::Instant::now() < deadline, "the task was not started: {v:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.state.db.execute_unprepared("DROP TABLE task_logs").await.unwrap();
+    std::fs::write(app.db.data_dir.path().join("go"), b"").unwrap();
+    let v = tasks.wait(id, Duration::from_secs(30)).await.unwrap();
+    assert!(v.finished, "{v:?}");
+    id
+}
+
+#[tokio::test]
+async fn an_error_in_a_task_run_is_captured_with_its_task_and_goblin() {
+    let db = crate::helpers::TestDb::new(Backend::Sqlite).await.unwrap();
+    let dir = db.data_dir.path().to_path_buf();
+    std::fs::write(dir.join("goblins.yaml"), gated_registry(&dir)).unwrap();
+    let registry = dir.join("goblins.yaml").display().to_string();
+    let workdir = dir.join("work").display().to_string();
+    let app = crate::helpers::spawn_app_on(
+        db,
+        &[("GOBLIN_REGISTRY", &registry), ("GOBLIN_TASK_WORKDIR", &workdir), ("GOBLIN_TASK_POLL_MS", "100")],
+    )
+    .await;
+    let id = a_task_run_that_logs_an_error(&app, None).await;
+    let e = find_exception(&app, |e| e["context"]["task_id"] == id.to_string().as_str()).await;
+    assert_eq!(e["kind"], "error", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("could not store the end of a task's output"), "{e}");
+    assert_eq!(e["context"]["goblin_id"], "gated", "{e}");
+    assert!(e["context"]["spans"].as_array().unwrap().contains(&json!("task_run")), "{e}");
+    assert!(e["context"]["request_id"].is_null(), "a task run is not a request: {e}");
+    app.stop().await;
+}
+
+/// `goblin worker` as a child process on `db_url`, with the `gated` registry in `dir`, and without
+/// RUST_BACKTRACE (the environment is cleared).
+fn worker_process(dir: &std::path::Path, db_url: &str, id: &str) -> std::process::Child {
+    std::process::Command::new(crate::helpers::goblin_bin())
+        .arg("worker")
+        .current_dir(dir)
+        .env_clear()
+        .env("DATABASE_URL", db_url)
+        .env("GOBLIN_WORKER_ID", id)
+        .env("GOBLIN_DATA_DIR", dir.join(format!("data-{id}")))
+        .env("GOBLIN_REGISTRY", dir.join("goblins.yaml"))
+        .env("GOBLIN_TASK_WORKDIR", dir.join("work"))
+        .env("GOBLIN_TASK_POLL_MS", "100")
+        .env("GOBLIN_ENCRYPTION_KEY", ENCRYPTION_KEY)
+        .env("GOBLIN_LOG", "warn")
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("goblin worker starts")
+}
+
+#[tokio::test]
+async fn a_worker_process_traces_errors_of_its_task_runs_into_the_shared_database() {
+    let db = crate::helpers::TestDb::new(Backend::Sqlite).await.unwrap();
+    let dir = db.data_dir.path().to_path_buf();
+    let url = db.url.clone();
+    std::fs::write(dir.join("goblins.yaml"), gated_registry(&dir)).unwrap();
+    let registry = dir.join("goblins.yaml").display().to_string();
+    // This server runs no worker: the task runs in the worker process.
+    let app = crate::helpers::spawn_app_on(
+        db,
+        &[
+            ("GOBLIN_WORKERS", "false"),
+            ("GOBLIN_REGISTRY", &registry),
+            ("GOBLIN_ENCRYPTION_KEY", ENCRYPTION_KEY),
+        ],
+    )
+    .await;
+    let mut worker = worker_process(&dir, &url, "worker-m");
+    let id = a_task_run_that_logs_an_error(&app, Some("worker-m")).await;
+    let e = find_exception(&app, |e| e["context"]["task_id"] == id.to_string().as_str()).await;
+    assert_eq!(e["kind"], "error", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("could not store the end of a task's output"), "{e}");
+    assert_eq!(e["context"]["goblin_id"], "gated", "{e}");
+    // The first error of its kind in the worker gets a backtrace, though RUST_BACKTRACE is unset there.
+    assert!(e["backtrace"].as_str().is_some_and(|b| !b.trim().is_empty()), "{e}");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(worker.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = worker.wait();
+    app.stop().await;
+}
+
+// ---- backtraces ----
+
+/// Runs the test `name` in a child process of its own, without `RUST_BACKTRACE` and
+/// `RUST_LIB_BACKTRACE` (the standard library reads them once per process), and checks that it
+/// passed. A child process also means no other test has raised the same error before. Returns
+/// `false` in the child, which then runs the test's body.
+fn in_a_child_without_rust_backtrace(name: &str) -> bool {
+    const CHILD: &str = "GOBLIN_TEST_BACKTRACE_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        return false;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads=1"])
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
+#[tokio::test]
+async fn panics_and_errors_get_a_backtrace_with_rust_backtrace_unset() {
+    let name = "monitoring::panics_and_errors_get_a_backtrace_with_rust_backtrace_unset";
+    if in_a_child_without_rust_backtrace(name) {
+        return;
+    }
+    assert!(std::env::var_os("RUST_BACKTRACE").is_none() && std::env::var_os("RUST_LIB_BACKTRACE").is_none());
+    let app = spawn_app(Backend::Sqlite, &[]).await.unwrap();
+    app.sign_in_as("root", "admin").await;
+    let request_id = format!("bt-panic-{}", uuid::Uuid::new_v4().simple());
+    let resp = app
+        .client
+        .get(app.url("/raptor/demo/panic"))
+        .header("x-request-id", &request_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    let e = find_exception(&app, |e| e["context"]["request_id"] == request_id.as_str()).await;
+    assert_eq!(e["kind"], "panic", "{e}");
+    let bt = e["backtrace"].as_str().unwrap_or_default();
+    assert!(bt.contains("raptor"), "the panic's backtrace names where it happened: {e}");
+
+    // An error event: its first occurrence gets a backtrace; later ones keep the group's.
+    for n in 0..2 {
+        let request_id = format!("bt-boom-{n}-{}", uuid::Uuid::new_v4().simple());
+        let resp = app
+            .client
+            .get(app.url("/raptor/demo/boom"))
+            .header("x-request-id", &request_id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 500);
+        let e = find_exception(&app, |e| e["context"]["request_id"] == request_id.as_str()).await;
+        assert_eq!(e["kind"], "error", "{e}");
+        let bt = e["backtrace"].as_str().unwrap_or_default();
+        assert!(bt.contains("demo"), "occurrence {n}: {e}");
+    }
+    app.stop().await;
+}
