@@ -264,9 +264,11 @@ pub async fn spawn_app_on(db: TestDb, extra: &[(&str, &str)]) -> TestApp {
         let _ = app.run_until_stopped().await;
     });
     let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    // A request that never gets its answer fails the test with its URL instead of hanging the run.
     let client = reqwest::Client::builder()
         .cookie_provider(jar.clone())
         .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(120))
         .build()
         .expect("client");
     TestApp { address: format!("http://127.0.0.1:{port}"), state, jar, setup_url, origin, client, db, server }
