@@ -273,9 +273,16 @@ impl Application {
     }
 }
 
+/// The app's routes, generated once per process. Generating them sets a process-wide flag in
+/// leptos that keeps resources from loading until it is done; a second generation while another
+/// server of the same process renders a page (the tests run many servers at once) left that page
+/// waiting forever for its data.
+static ROUTES: std::sync::LazyLock<Vec<leptos_axum::AxumRouteListing>> =
+    std::sync::LazyLock::new(|| generate_route_list(App));
+
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let routes = generate_route_list(App);
+    let routes = ROUTES.clone();
     let request_id = HeaderName::from_static("x-request-id");
     let ctx_state = state.clone();
     Router::new()
