@@ -115,6 +115,10 @@ pub struct AuthConfig {
     pub session_idle_minutes: u32,
     /// ... and this many hours after sign-in however active it is (default 168).
     pub session_absolute_hours: u32,
+    /// How long a checked API token's stored row is trusted before it is read again (default 5 s;
+    /// zero reads it on every request). Revocations apply at once on the instance that makes them,
+    /// and on the others through Redis when configured, else within this time.
+    pub token_cache: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -303,6 +307,7 @@ const KEYS: &[KeySpec] = &[
     KeySpec { key: "auth.rate_limit_per_user", env: &["GOBLIN_AUTH_RATE_LIMIT_PER_USER"] },
     KeySpec { key: "auth.session_idle_minutes", env: &["GOBLIN_SESSION_IDLE_MINUTES"] },
     KeySpec { key: "auth.session_absolute_hours", env: &["GOBLIN_SESSION_ABSOLUTE_HOURS"] },
+    KeySpec { key: "auth.token_cache_ms", env: &["GOBLIN_TOKEN_CACHE_MS"] },
     KeySpec { key: "settings_refresh_ms", env: &["GOBLIN_SETTINGS_REFRESH_MS"] },
     KeySpec { key: "log.format", env: &["GOBLIN_LOG_FORMAT"] },
     KeySpec { key: "log.filter", env: &["GOBLIN_LOG", "RUST_LOG"] },
@@ -628,6 +633,9 @@ impl Config {
             rate_limit_per_user: r.u32("auth.rate_limit_per_user", 1, 1_000_000)?.unwrap_or(10),
             session_idle_minutes: r.u32("auth.session_idle_minutes", 5, 525_600)?.unwrap_or(720),
             session_absolute_hours: r.u32("auth.session_absolute_hours", 1, 8_760)?.unwrap_or(168),
+            token_cache: r
+                .u32("auth.token_cache_ms", 0, 3_600_000)?
+                .map_or(crate::tokens::DEFAULT_ROW_CACHE, |ms| Duration::from_millis(u64::from(ms))),
         };
 
         let log = LogConfig {

@@ -53,6 +53,17 @@ impl RedisHandle {
         Ok(conn)
     }
 
+    /// A new connection in subscriber mode (one per listener; it cannot run other commands).
+    ///
+    /// # Errors
+    /// When Redis cannot be reached within [`REDIS_TIMEOUT`].
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, RedisError> {
+        tokio::time::timeout(REDIS_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| RedisError::Timeout(REDIS_TIMEOUT))?
+            .map_err(|e| RedisError::Unreachable(describe(&e)))
+    }
+
     /// Forgets the current connection so the next call reconnects.
     pub async fn reset(&self) {
         *self.conn.lock().await = None;

@@ -102,6 +102,7 @@ pub struct Verified {
 }
 
 /// What [`TokenService::verify`] reads of a stored token and its owner (none when the owner is gone).
+#[derive(Clone)]
 struct TokenRow {
     user_id: Uuid,
     kid: String,
@@ -155,6 +156,84 @@ pub struct TokenService {
     clock: SharedClock,
     /// Decrypted signing keys by kid; refreshed from the database on an unknown kid.
     cache: RwLock<HashMap<String, Arc<Secret<Vec<u8>>>>>,
+    rows: RowCache,
+}
+
+/// Recently read token rows, so a busy API token costs one database read every few seconds instead
+/// of one a request, and keeps working while the database is briefly unreachable.
+///
+/// - An entry is used for `fresh` after it was read; then it is read again.
+/// - When that read fails (the database is down), an entry up to [`STALE_LIMIT`] old is used
+///   instead: a revocation cannot be written during an outage either.
+/// - A revocation or a change to a user's role or status clears the cache at once on the instance
+///   that made it, and through Redis (when configured) on every other instance; without Redis,
+///   other instances see it within `fresh`.
+struct RowCache {
+    fresh: std::time::Duration,
+    entries: std::sync::RwLock<HashMap<Uuid, CachedRow>>,
+    /// Bumped by every clearing: a read that started before one is not cached.
+    generation: std::sync::atomic::AtomicU64,
+    /// When a read last failed: for a second after, cached rows are used without trying again, so
+    /// an outage does not make every request wait for the database's timeout.
+    failed_at: std::sync::Mutex<Option<std::time::Instant>>,
+    redis: Option<Arc<crate::redis_store::RedisHandle>>,
+}
+
+struct CachedRow {
+    row: TokenRow,
+    read_at: std::time::Instant,
+}
+
+/// The oldest cached row used while the database cannot be read.
+const STALE_LIMIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// More cached rows than this clears the cache (only valid, signed tokens get in).
+const MAX_CACHED_ROWS: usize = 100_000;
+
+/// The Redis channel on which instances tell each other to clear their token caches.
+pub const CHANGES_CHANNEL: &str = "goblin:tokens:changed";
+
+/// How long a token row is trusted by default before it is read again.
+pub const DEFAULT_ROW_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl RowCache {
+    fn get(&self, id: Uuid, max_age: std::time::Duration) -> Option<TokenRow> {
+        let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.get(&id).filter(|c| c.read_at.elapsed() < max_age).map(|c| c.row.clone())
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn put(&self, id: Uuid, row: TokenRow, read_since: u64) {
+        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Checked under the lock: a clearing between the read and now would otherwise be undone.
+        if self.generation() != read_since {
+            return;
+        }
+        if entries.len() >= MAX_CACHED_ROWS {
+            entries.clear();
+        }
+        entries.insert(id, CachedRow { row, read_at: std::time::Instant::now() });
+    }
+
+    fn failed(&self) {
+        *self.failed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
+    }
+
+    fn failed_recently(&self) -> bool {
+        self.failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1))
+    }
+
+    fn clear(&self) {
+        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        entries.clear();
+    }
 }
 
 /// What a signing key is sealed as (see [`crate::crypto`]).
@@ -168,7 +247,93 @@ fn new_kid() -> String {
 
 impl TokenService {
     pub fn new(db: DatabaseConnection, keyring: Arc<Keyring>, clock: SharedClock) -> Self {
-        Self { db, keyring, clock, cache: RwLock::new(HashMap::new()) }
+        Self {
+            db,
+            keyring,
+            clock,
+            cache: RwLock::new(HashMap::new()),
+            rows: RowCache {
+                fresh: DEFAULT_ROW_CACHE,
+                entries: std::sync::RwLock::new(HashMap::new()),
+                generation: std::sync::atomic::AtomicU64::new(0),
+                failed_at: std::sync::Mutex::new(None),
+                redis: None,
+            },
+        }
+    }
+
+    /// Trusts a token row read from the database for `fresh` (zero reads it on every request), and
+    /// shares clearings with the other instances through `redis`. Call
+    /// [`TokenService::spawn_change_listener`] to hear theirs.
+    #[must_use]
+    pub fn with_row_cache(
+        mut self,
+        fresh: std::time::Duration,
+        redis: Option<Arc<crate::redis_store::RedisHandle>>,
+    ) -> Self {
+        self.rows.fresh = fresh;
+        self.rows.redis = redis;
+        self
+    }
+
+    /// Forgets every cached token row, here and (through Redis) on every other instance. Called after
+    /// a revocation and whenever a user's role or status changes. A failure to reach Redis is logged:
+    /// the other instances then see the change within their freshness time.
+    pub async fn forget_cached(&self) {
+        self.rows.clear();
+        let Some(redis) = &self.rows.redis else { return };
+        let published = async {
+            let mut conn = redis.connection().await.map_err(|e| e.to_string())?;
+            redis::cmd("PUBLISH")
+                .arg(CHANGES_CHANNEL)
+                .arg("clear")
+                .query_async::<i64>(&mut conn)
+                .await
+                .map_err(|e| format!("{:?}", e.kind()))
+        };
+        match tokio::time::timeout(crate::redis_store::REDIS_TIMEOUT, published).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not tell other instances to drop cached tokens"),
+            Err(_) => tracing::warn!("could not tell other instances to drop cached tokens: Redis timed out"),
+        }
+    }
+
+    /// Listens on Redis for other instances' clearings and clears this cache on each, until the
+    /// service is dropped. While the subscription is down the cache is cleared and kept empty only
+    /// by age, so a lost message can leave a row in use for at most its freshness time.
+    pub fn spawn_change_listener(self: &Arc<Self>) {
+        let Some(redis) = self.rows.redis.clone() else { return };
+        let service = Arc::downgrade(self);
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            let mut delay = std::time::Duration::from_millis(250);
+            loop {
+                match redis.pubsub().await {
+                    Ok(mut pubsub) => match pubsub.subscribe(CHANGES_CHANNEL).await {
+                        Ok(()) => {
+                            delay = std::time::Duration::from_millis(250);
+                            // Anything said while the subscription was down is unknown.
+                            let Some(s) = service.upgrade() else { return };
+                            s.rows.clear();
+                            drop(s);
+                            let mut messages = pubsub.on_message();
+                            while messages.next().await.is_some() {
+                                let Some(s) = service.upgrade() else { return };
+                                s.rows.clear();
+                            }
+                            tracing::warn!("lost the Redis subscription for token changes; reconnecting");
+                        }
+                        Err(e) => tracing::warn!(error = ?e.kind(), "could not subscribe to token changes"),
+                    },
+                    Err(e) => tracing::debug!(error = %e, "Redis is unreachable for token changes"),
+                }
+                if service.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(10));
+            }
+        });
     }
 
     fn new_key_row(&self, state: &str) -> signing_keys::ActiveModel {
@@ -386,7 +551,7 @@ impl TokenService {
             return Ok(Err(TokenError::Expired(expires_at)));
         }
         let Ok(id) = Uuid::parse_str(&claims.jti) else { return Ok(Err(TokenError::Malformed)) };
-        let Some(row) = self.token_row(id).await? else {
+        let Some(row) = self.cached_token_row(id).await? else {
             return Ok(Err(TokenError::UnknownToken));
         };
         if row.revoked {
@@ -411,6 +576,40 @@ impl TokenService {
             return Ok(Err(TokenError::MissingScope(want.to_string())));
         }
         Ok(Ok(Verified { token_id: id, user_id: row.user_id, username, role, scopes, expires_at }))
+    }
+
+    /// The stored token and its owner, from the cache while it is fresh (see [`RowCache`]).
+    async fn cached_token_row(&self, id: Uuid) -> Result<Option<TokenRow>, DbErr> {
+        if self.rows.fresh.is_zero() {
+            return self.token_row(id).await;
+        }
+        if let Some(row) = self.rows.get(id, self.rows.fresh) {
+            return Ok(Some(row));
+        }
+        let stale_limit = STALE_LIMIT.max(self.rows.fresh);
+        if self.rows.failed_recently()
+            && let Some(row) = self.rows.get(id, stale_limit)
+        {
+            return Ok(Some(row));
+        }
+        let generation = self.rows.generation();
+        match self.token_row(id).await {
+            Ok(Some(row)) => {
+                self.rows.put(id, row.clone(), generation);
+                Ok(Some(row))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.rows.failed();
+                match self.rows.get(id, stale_limit) {
+                    Some(row) => {
+                        tracing::debug!(error = %e, "the token row could not be read; using the cached one");
+                        Ok(Some(row))
+                    }
+                    None => Err(e),
+                }
+            }
+        }
     }
 
     /// The stored token and its owner. This runs on every API call, so it is one hand-written query
@@ -465,6 +664,7 @@ impl TokenService {
         )
         .await?;
         txn.commit().await?;
+        self.forget_cached().await;
         Ok(())
     }
 

@@ -461,5 +461,11 @@ fn token_service(
     clock: goblin_core::clock::SharedClock,
 ) -> anyhow::Result<goblin_core::tokens::TokenService> {
     let (keyring, _dev) = goblin_core::crypto::Keyring::from_config(config)?;
-    Ok(goblin_core::tokens::TokenService::new(conn, std::sync::Arc::new(keyring), clock))
+    // With Redis, a revocation here reaches the running servers' token caches at once.
+    let redis = match &config.redis_url {
+        Some(url) => Some(std::sync::Arc::new(goblin_core::redis_store::RedisHandle::new(url)?)),
+        None => None,
+    };
+    Ok(goblin_core::tokens::TokenService::new(conn, std::sync::Arc::new(keyring), clock)
+        .with_row_cache(config.auth.token_cache, redis))
 }

@@ -89,7 +89,11 @@ impl Application {
             .await
             .context("Failed to check the encryption keys")?;
         let clock = clock::system();
-        let tokens = Arc::new(TokenService::new(conn.clone(), keyring.clone(), clock.clone()));
+        let tokens = Arc::new(
+            TokenService::new(conn.clone(), keyring.clone(), clock.clone())
+                .with_row_cache(config.auth.token_cache, redis.clone()),
+        );
+        tokens.spawn_change_listener();
         tokens.ensure_keys().await.context("Failed to prepare the token signing keys")?;
 
         let settings = Arc::new(Settings::new(conn.clone(), clock.clone(), &config));

@@ -81,7 +81,10 @@ pub async fn set_user_role(id: String, role: String) -> Result<(), AppError> {
         parse_role(&role)?,
     )
     .await
-    .map_err(map_admin)
+    .map_err(map_admin)?;
+    // An admin-scoped token holds only while its owner is an admin.
+    state.tokens.forget_cached().await;
+    Ok(())
 }
 
 /// Disabling ends the account's sessions at once and its API tokens stop working.
@@ -100,7 +103,9 @@ pub async fn set_user_status(id: String, status: String) -> Result<(), AppError>
         &status,
     )
     .await
-    .map_err(map_admin)
+    .map_err(map_admin)?;
+    state.tokens.forget_cached().await;
+    Ok(())
 }
 
 /// Creates a one-time invite link for one person, with a role.

@@ -45,6 +45,9 @@ async fn admins_manage_roles_and_disabling_ends_sessions_and_tokens() {
         .unwrap();
     let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     assert_eq!(plain.get(app.url("/")).header("cookie", &bob_cookie).send().await.unwrap().status(), 200);
+    // The token is checked once, so its row is in the server's token cache.
+    let resp = app.client.get(app.url("/api/me")).bearer_auth(token.token.expose()).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
 
     let users: Value = app.post("/fn/admin/users").send().await.unwrap().json().await.unwrap();
     assert_eq!(users.as_array().unwrap().len(), 2);

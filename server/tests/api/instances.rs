@@ -281,3 +281,53 @@ async fn circuit_and_budget_state_is_shared_between_instances() {
     b.stop().await;
     a.stop().await;
 }
+
+/// Each instance caches token rows it has checked (here for an hour); a revocation on one instance
+/// reaches the other's cache through Redis, so the token is refused there at once, not in an hour.
+#[tokio::test]
+async fn a_token_revoked_on_one_instance_is_refused_by_another_at_once() {
+    let Some(redis) = redis_url() else { return };
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let url = db.url.clone();
+    let env = [
+        ("REDIS_URL", redis.as_str()),
+        ("GOBLIN_ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+        ("GOBLIN_TOKEN_CACHE_MS", "3600000"),
+    ];
+    let a = spawn_app_on(db, &env).await;
+    let mut env_b = env.to_vec();
+    env_b.push(("DATABASE_URL", url.as_str()));
+    let b = spawn_app_on(TestDb::new(Backend::Sqlite).await.unwrap(), &env_b).await;
+
+    let bot = goblin_core::users::create_service_account(
+        &a.state.db,
+        a.state.clock.as_ref(),
+        "shared-bot",
+        goblin_core::users::Role::Operator,
+    )
+    .await
+    .unwrap();
+    let issued =
+        a.state.tokens.issue(&bot, "t", &["chat".into()], chrono::Duration::days(1), None).await.unwrap();
+    let token = issued.token.expose().clone();
+    let me = |app: &crate::helpers::TestApp| {
+        app.client.get(app.url("/api/me")).bearer_auth(&token).send()
+    };
+    assert_eq!(me(&a).await.unwrap().status(), 200);
+    assert_eq!(me(&b).await.unwrap().status(), 200, "B has now cached the token's row");
+
+    a.state.tokens.revoke(issued.id, None).await.unwrap();
+    assert_eq!(me(&a).await.unwrap().status(), 401);
+    // The message travels through Redis: B refuses within moments.
+    let mut refused = false;
+    for _ in 0..50 {
+        if me(&b).await.unwrap().status() == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the revocation reached B's cache");
+    a.stop().await;
+    b.stop().await;
+}

@@ -145,6 +145,8 @@ async fn gateway_requests_during_a_postgres_outage_are_logged_once_it_is_back() 
             ("GOBLIN_DB_MAX_LIFETIME_S", "3600"),
             // Database calls give up after 3 s while it is down, rather than 30.
             ("GOBLIN_DB_ACQUIRE_TIMEOUT_S", "3"),
+            // Token rows are read again after 0.1 s, so the outage is met by a real read.
+            ("GOBLIN_TOKEN_CACHE_MS", "100"),
         ],
     )
     .await;
@@ -163,6 +165,37 @@ async fn gateway_requests_during_a_postgres_outage_are_logged_once_it_is_back() 
     app.state.gateway.reload().await.unwrap();
     let gateway = app.state.gateway.clone();
     let table = || goblin_core::entities::routing_requests::Entity::find().count(&app.state.db);
+
+    // An API client over HTTP, whose token is checked once before the outage.
+    let bot = goblin_core::users::create_service_account(
+        &app.state.db,
+        app.state.clock.as_ref(),
+        "outage-bot",
+        goblin_core::users::Role::Operator,
+    )
+    .await
+    .unwrap();
+    let token = app
+        .state
+        .tokens
+        .issue(&bot, "t", &["chat".into()], chrono::Duration::days(1), None)
+        .await
+        .unwrap()
+        .token
+        .expose()
+        .clone();
+    let over_http = || {
+        app.client
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({
+                "model": "oa/gpt-4o-mini",
+                "messages": [{ "role": "user", "content": "over HTTP" }]
+            }))
+            .send()
+    };
+    assert_eq!(over_http().await.unwrap().status(), 200);
+    let mut answered = 1u64;
 
     proxy.stop().await;
     // Sixteen callers at once for two seconds (at most 100 requests each).
@@ -188,11 +221,16 @@ async fn gateway_requests_during_a_postgres_outage_are_logged_once_it_is_back() 
             answered
         });
     }
-    let mut answered = 0u64;
     while let Some(n) = callers.join_next().await {
         answered += u64::from(n.expect("no caller failed"));
     }
-    assert!(answered >= 16, "the load ran: {answered} requests");
+    assert!(answered >= 17, "the load ran: {answered} requests");
+    // The API client's token is still honoured from the cache while its row cannot be read.
+    for _ in 0..3 {
+        let resp = over_http().await.unwrap();
+        assert_eq!(resp.status(), 200, "answered with the database down: {}", resp.text().await.unwrap());
+        answered += 1;
+    }
     assert!(table().await.is_err(), "the database really was unreachable during the load");
     let stats = gateway.records().stats();
     assert_eq!(stats.dropped, 0, "no row was dropped: {stats:?}");
