@@ -9,9 +9,33 @@ use goblin_core::{
 use leptos::config::LeptosOptions;
 use sea_orm::DatabaseConnection;
 
-/// Shared by every request. Cheap to clone.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// Shared by every request: one pointer, so the router's per-request clones of it (one for each
+/// layer that holds it) cost one reference count each. Its fields are read through `Deref`.
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Services {
     pub leptos_options: LeptosOptions,
     pub config: Arc<Config>,
     pub db: DatabaseConnection,

@@ -42,12 +42,43 @@ fn is_admin_page(path: &str) -> bool {
     path == "/admin" || path.starts_with("/admin/")
 }
 
-pub async fn require_sign_in(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    if !matches!(*req.method(), Method::GET | Method::HEAD) || is_public(path) {
-        return next.run(req).await;
+/// The checks every request passes before its route, in this order: cross-site refusal
+/// ([`crate::csrf`]), the sign-in attempt limit, and the page guard; after the route, a server
+/// function's error caused by an unreadable request becomes 400 ([`crate::fn_errors`]). One layer
+/// rather than one each: every layer costs each request a clone of the route's service stack and a
+/// boxed future.
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Err(refused) = crate::csrf::check(&state, &req) {
+        return refused;
     }
-    let user_id = match req.extensions().get::<Session>() {
+    // The checks read what they need of the request first: a request body cannot be shared across
+    // an await.
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let session = req.extensions().get::<Session>().cloned();
+    if let Err(refused) = limit_sign_in_attempts(&state, &method, &path, ip).await {
+        return refused;
+    }
+    if let Err(refused) = require_sign_in(&state, &method, &path, session).await {
+        return refused;
+    }
+    let is_fn = req.uri().path().starts_with("/fn/");
+    let resp = next.run(req).await;
+    crate::fn_errors::client_errors_are_400(is_fn, resp).await
+}
+
+/// Pages need a signed-in person (admin pages an admin): otherwise a redirect to `/signin`, or 403.
+async fn require_sign_in(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    session: Option<Session>,
+) -> Result<(), Response> {
+    if !matches!(*method, Method::GET | Method::HEAD) || is_public(path) {
+        return Ok(());
+    }
+    let user_id = match session {
         Some(session) => {
             let signed_in_at = session.get::<i64>(SIGNED_IN_AT_KEY).await.ok().flatten().unwrap_or(0);
             let limit = state.settings.u32(goblin_core::settings::keys::SESSION_ABSOLUTE_HOURS);
@@ -55,7 +86,7 @@ pub async fn require_sign_in(State(state): State<AppState>, req: Request, next: 
                 let user = session.get::<String>(USER_ID_KEY).await.ok().flatten();
                 if user.is_some() {
                     goblin_core::sessions::touch(
-                        session,
+                        &session,
                         state.settings.u32(goblin_core::settings::keys::SESSION_IDLE_MINUTES),
                     );
                 }
@@ -67,7 +98,7 @@ pub async fn require_sign_in(State(state): State<AppState>, req: Request, next: 
         None => None,
     };
     let Some(user_id) = user_id.and_then(|id| uuid::Uuid::parse_str(&id).ok()) else {
-        return Redirect::to("/signin").into_response();
+        return Err(Redirect::to("/signin").into_response());
     };
     tracing::Span::current().record("user_id", tracing::field::display(user_id));
     if is_admin_page(path) {
@@ -75,14 +106,16 @@ pub async fn require_sign_in(State(state): State<AppState>, req: Request, next: 
         let user = goblin_core::entities::users::Entity::find_by_id(user_id).one(&state.db).await;
         match user {
             Ok(Some(u)) if u.role == "admin" && u.status == "active" => {}
-            Ok(_) => return forbidden(),
+            Ok(_) => return Err(forbidden()),
             Err(e) => {
                 tracing::error!(error = %e, "could not check the role for an admin page");
-                return (StatusCode::SERVICE_UNAVAILABLE, "the database is unavailable").into_response();
+                return Err(
+                    (StatusCode::SERVICE_UNAVAILABLE, "the database is unavailable").into_response()
+                );
             }
         }
     }
-    next.run(req).await
+    Ok(())
 }
 
 /// The signed-in, active person of a request's session, for handlers outside the pages (they answer
@@ -119,36 +152,37 @@ fn is_sign_in_attempt(path: &str) -> bool {
 }
 
 /// Answers 429 with Retry-After once a client address exceeds its sign-in attempts for the minute.
-pub async fn limit_sign_in_attempts(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.method() != Method::POST || !is_sign_in_attempt(req.uri().path()) {
-        return next.run(req).await;
+async fn limit_sign_in_attempts(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    ip: Option<std::net::IpAddr>,
+) -> Result<(), Response> {
+    if *method != Method::POST || !is_sign_in_attempt(path) {
+        return Ok(());
     }
-    let ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let ip = ip.map_or_else(|| "unknown".into(), |ip| ip.to_string());
     match state
         .rate_limiter
         .hit(&format!("auth-ip:{ip}"), state.settings.u32(goblin_core::settings::keys::RATE_LIMIT_PER_IP))
         .await
     {
-        Ok(goblin_core::rate_limit::Decision::Allowed) => next.run(req).await,
+        Ok(goblin_core::rate_limit::Decision::Allowed) => Ok(()),
         Ok(goblin_core::rate_limit::Decision::Limited { retry_after_s }) => {
-            tracing::warn!(%ip, path = %req.uri().path(), "sign-in attempts rate limited");
+            tracing::warn!(%ip, %path, "sign-in attempts rate limited");
             let mut resp = crate::routes::api::error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",
                 &format!("too many sign-in attempts from this address; try again in {retry_after_s} s"),
             );
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
-            resp
+            Err(resp)
         }
-        Err(e) => crate::routes::api::error(
+        Err(e) => Err(crate::routes::api::error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             &format!("the sign-in service is unavailable right now ({e})"),
-        ),
+        )),
     }
 }
 

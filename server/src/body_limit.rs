@@ -10,11 +10,12 @@
 
 use axum::{
     body::Body,
-    extract::Request,
+    extract::{Request, State},
     http::{StatusCode, header},
     middleware::Next,
     response::Response,
 };
+use goblin_app::state::AppState;
 use http_body_util::Limited;
 
 use crate::{
@@ -25,10 +26,21 @@ use crate::{
     startup::MAX_BODY_BYTES,
 };
 
-/// Refuses a declared-oversize body with 413 and caps the rest at the path's limit.
-pub async fn limit_request_body(req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
-    let upload = upload_body_limit(&path);
+/// Refuses a declared-oversize body with 413 and caps the rest at the path's limit; a sign-in or
+/// registration request refused as unreadable, here or by its server function, is audited (see
+/// [`crate::fn_errors::CeremonyRequest`]).
+pub async fn limit_request_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let ceremony = crate::fn_errors::CeremonyRequest::of(&req);
+    let resp = limit(req, next).await;
+    match ceremony {
+        Some(c) => c.audit_if_unreadable(&state, resp).await,
+        None => resp,
+    }
+}
+
+async fn limit(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let upload = upload_body_limit(path);
     let limit = upload.map_or(MAX_BODY_BYTES, |(n, _)| n);
     debug_assert!(limit <= MAX_UPLOAD_BODY_BYTES);
     let declared = req
@@ -38,7 +50,7 @@ pub async fn limit_request_body(req: Request, next: Next) -> Response {
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return match upload {
-            Some((_, form)) => upload_too_large(&path, form),
+            Some((_, form)) => upload_too_large(path, form),
             None => error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",

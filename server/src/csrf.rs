@@ -4,9 +4,8 @@
 //! person's behalf, carry no ambient credentials, and are let through to their own authentication.
 
 use axum::{
-    extract::{Request, State},
+    extract::Request,
     http::{Method, StatusCode, header},
-    middleware::Next,
     response::Response,
 };
 use goblin_app::state::AppState;
@@ -18,10 +17,13 @@ pub fn public_origin(url: &url::Url) -> String {
     url.origin().ascii_serialization()
 }
 
-/// Refuses cross-site state-changing requests with 403.
-pub async fn require_same_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Refuses cross-site state-changing requests with 403 (called by [`crate::auth::guard`]).
+///
+/// # Errors
+/// The 403 answer.
+pub fn check(state: &AppState, req: &Request) -> Result<(), Response> {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next.run(req).await;
+        return Ok(());
     }
     let headers = req.headers();
     let has_bearer = headers
@@ -29,7 +31,7 @@ pub async fn require_same_origin(State(state): State<AppState>, req: Request, ne
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
     if has_bearer {
-        return next.run(req).await;
+        return Ok(());
     }
     let expected = public_origin(&state.config.public_url);
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
@@ -42,16 +44,16 @@ pub async fn require_same_origin(State(state): State<AppState>, req: Request, ne
             .is_some_and(|r| public_origin(&r) == expected),
     };
     if allowed {
-        return next.run(req).await;
+        return Ok(());
     }
     let seen = origin.map(|o| format!("from origin '{}'", o.chars().take(100).collect::<String>()));
     tracing::warn!(origin = ?origin, path = %req.uri().path(), "refused a cross-site request");
-    error(
+    Err(error(
         StatusCode::FORBIDDEN,
         "csrf_error",
         &format!(
             "cross-site request refused: {} does not match {expected}",
             seen.unwrap_or_else(|| "a request with neither Origin nor Referer".into())
         ),
-    )
+    ))
 }

@@ -238,23 +238,20 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = route_of(&req);
     let method = method_label(req.method());
-    let resp = next.run(req).await;
+    let id = req.headers().get(REQUEST_ID).cloned();
+    // A handler that panics answers 500 with the request id; the panic hook has already logged it
+    // and captured it as an exception with the request's context, and the server goes on serving.
+    // (One layer with the metrics, which count that answer too.)
+    let resp = match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(_) => internal_error(id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default()),
+    };
     let labels =
         [("method", method.to_string()), ("route", route), ("status", resp.status().as_u16().to_string())];
     metrics::counter!("goblin_http_requests_total", &labels).increment(1);
     metrics::histogram!("goblin_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     resp
-}
-
-/// A handler that panics answers 500 with the request id; the panic hook has already logged it and
-/// captured it as an exception with the request's context, and the server goes on serving.
-pub async fn catch_panic(req: Request, next: Next) -> Response {
-    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
-        Ok(resp) => resp,
-        Err(_) => internal_error(&id),
-    }
 }
 
 /// The 500 answer: nothing about the failure, only the id to quote.

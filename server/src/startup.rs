@@ -192,7 +192,7 @@ impl Application {
         });
         let raptor = goblin_core::raptor::Raptor::new(&config.raptor, conn.clone(), clock.clone())
             .with_context(|| format!("Failed to open the Raptor log {}", config.raptor.file.display()))?;
-        let state = AppState {
+        let state = AppState::new(goblin_app::state::Services {
             raptor,
             leptos_options,
             rate_limiter,
@@ -209,7 +209,7 @@ impl Application {
             gateway,
             chat,
             tasks,
-        };
+        });
         if !assets::has_frontend() {
             tracing::warn!("the compiled front end is missing; pages are served without hydration");
         }
@@ -308,18 +308,13 @@ pub fn router(state: AppState) -> Router {
             move || shell(options.clone())
         })
         .fallback(fallback)
-        .layer(axum::middleware::from_fn(crate::fn_errors::client_errors_are_400))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_sign_in))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::limit_sign_in_attempts))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::csrf::require_same_origin))
+        // Cross-site refusal, the sign-in attempt limit, the page guard, and 400 for unreadable
+        // server function calls: one layer (each layer costs every request a clone and a box).
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::guard))
         .with_state(state.clone())
-        .layer(axum::middleware::from_fn(crate::body_limit::limit_request_body))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::fn_errors::audit_unreadable_ceremony_requests,
-        ))
-        // A panicking handler answers 500 with the request id; metrics count that answer too.
-        .layer(axum::middleware::from_fn(crate::observe::catch_panic))
+        // The body limit; sign-in requests refused as unreadable are audited.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::body_limit::limit_request_body))
+        // Request metrics, and 500 with the request id for a panicking handler (counted too).
         .layer(axum::middleware::from_fn(crate::observe::http_metrics))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         // The request span: its fields are the context of every log line and traced exception of the
