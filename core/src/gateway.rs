@@ -54,6 +54,47 @@ use plan::{Table, Target};
 use records::{Attempt, Outcome, Records, RequestRecord};
 use translate::{ChunkTranslator, SseParser, TranslateError, Usage};
 
+/// An OpenAI-compatible request body as sent on: the client's own, with `model` set to the target's
+/// and, for a stream, `stream_options.include_usage` on.
+struct PassThroughBody<'a> {
+    body: &'a Value,
+    model: &'a str,
+    stream: bool,
+}
+
+impl serde::Serialize for PassThroughBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(fields) = self.body.as_object() else { return self.body.serialize(serializer) };
+        let mut map = serializer.serialize_map(None)?;
+        let mut has_model = false;
+        for (name, value) in fields {
+            match name.as_str() {
+                "model" => {
+                    has_model = true;
+                    map.serialize_entry(name, self.model)?;
+                }
+                "stream_options" if self.stream => {}
+                _ => map.serialize_entry(name, value)?,
+            }
+        }
+        if !has_model {
+            map.serialize_entry("model", self.model)?;
+        }
+        if self.stream {
+            map.serialize_entry("stream_options", &json!({ "include_usage": true }))?;
+        }
+        map.end()
+    }
+}
+
+/// A non-streamed chat answer: built by translating a provider's own format, or an
+/// OpenAI-compatible provider's JSON text passed on as it came.
+enum Answer {
+    Translated(Value),
+    Passed(Bytes),
+}
+
 /// Who is calling: an API token's owner, or a signed-in person.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Caller {
@@ -632,13 +673,18 @@ impl Gateway {
                 (url, b)
             }
             _ => {
-                let mut b = body.clone();
-                b["model"] = Value::String(target.model.clone());
-                if stream {
-                    // Usage is needed for the record and the cost, whether the client asked or not.
-                    b["stream_options"] = json!({ "include_usage": true });
+                // The client's body with the target's model (and, for a stream, usage asked for:
+                // the record and the cost need it whether the client asked or not), written out
+                // without copying it first.
+                let mut req = self
+                    .http
+                    .post(format!("{base}/chat/completions"))
+                    .json(&PassThroughBody { body, model: &target.model, stream });
+                let key = self.key_for(target);
+                for (name, value) in target.provider.kind.auth_headers(key) {
+                    req = req.header(name, value);
                 }
-                (format!("{base}/chat/completions"), b)
+                return Ok(req);
             }
         };
         let mut req = self.http.post(url).json(&upstream_body);
@@ -896,6 +942,32 @@ impl Gateway {
     /// # Errors
     /// A [`GatewayError`] to send to the client as is.
     pub async fn chat(&self, caller: &Caller, body: Value) -> Result<Value, GatewayError> {
+        match self.chat_answer(caller, body).await? {
+            Answer::Translated(v) => Ok(v),
+            Answer::Passed(bytes) => serde_json::from_slice(&bytes).map_err(|e| GatewayError {
+                status: 502,
+                kind: "api_error",
+                message: format!("the provider's answer could not be read: {e}"),
+                param: None,
+                code: None,
+            }),
+        }
+    }
+
+    /// Like [`Gateway::chat`], as the JSON text of the answer: an OpenAI-compatible provider's answer
+    /// is passed on as it came (after checking it has `choices` and reading its usage), without being
+    /// built into a `Value` and written out again.
+    ///
+    /// # Errors
+    /// As [`Gateway::chat`].
+    pub async fn chat_json(&self, caller: &Caller, body: Value) -> Result<Bytes, GatewayError> {
+        match self.chat_answer(caller, body).await? {
+            Answer::Translated(v) => Ok(Bytes::from(v.to_string())),
+            Answer::Passed(bytes) => Ok(bytes),
+        }
+    }
+
+    async fn chat_answer(&self, caller: &Caller, body: Value) -> Result<Answer, GatewayError> {
         let started = Instant::now();
         let (model, stream, _) = Self::check_chat(&body)?;
         if stream {
@@ -918,31 +990,38 @@ impl Gateway {
                         .await
                         .map_err(|e| self.transport(&target, &e, timeout))?;
                     let status = resp.status().as_u16();
-                    let text = resp.text().await.map_err(|e| self.transport(&target, &e, timeout))?;
+                    let bytes = resp.bytes().await.map_err(|e| self.transport(&target, &e, timeout))?;
                     if !(200..300).contains(&status) {
-                        return Err(self.classify(&target, status, &text));
+                        return Err(self.classify(&target, status, &String::from_utf8_lossy(&bytes)));
                     }
                     let unreadable = |e: String| Failure::Retry {
                         status: Some(status),
                         message: format!("{}'s answer could not be read: {e}", target.provider.name),
                     };
-                    let value: Value = serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
-                    let (out, usage) = match target.provider.kind {
+                    let translated = |value: Result<(Value, Usage), TranslateError>| {
+                        value.map(|(v, u)| (Answer::Translated(v), u)).map_err(|e| unreadable(e.to_string()))
+                    };
+                    match target.provider.kind {
                         ProviderKind::Anthropic => {
-                            translate::from_anthropic(&value, id, &target.model, created)
-                                .map_err(|e| unreadable(e.to_string()))?
+                            let value: Value =
+                                serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+                            translated(translate::from_anthropic(&value, id, &target.model, created))
                         }
-                        ProviderKind::Gemini => translate::from_gemini(&value, id, &target.model, created)
-                            .map_err(|e| unreadable(e.to_string()))?,
+                        ProviderKind::Gemini => {
+                            let value: Value =
+                                serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+                            translated(translate::from_gemini(&value, id, &target.model, created))
+                        }
                         _ => {
-                            if !value.get("choices").is_some_and(Value::is_array) {
+                            let checked: translate::OpenAiAnswer =
+                                serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+                            if checked.choices.is_none() {
                                 return Err(unreadable("no choices".into()));
                             }
-                            let usage = translate::openai_usage(&value).unwrap_or_default();
-                            (value, usage)
+                            let usage = checked.usage.as_ref().and_then(translate::usage_of).unwrap_or_default();
+                            Ok((Answer::Passed(bytes), usage))
                         }
-                    };
-                    Ok((out, usage))
+                    }
                 }
             })
             .await;

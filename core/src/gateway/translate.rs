@@ -73,13 +73,26 @@ fn short(s: &str) -> String {
 
 /// `usage` of an OpenAI response or final chunk, if present.
 pub fn openai_usage(body: &Value) -> Option<Usage> {
-    let usage = body.get("usage")?.as_object()?;
+    usage_of(body.get("usage")?)
+}
+
+/// The token counts of an OpenAI `usage` object, when it has any.
+pub fn usage_of(usage: &Value) -> Option<Usage> {
+    let usage = usage.as_object()?;
     let prompt = usage.get("prompt_tokens").and_then(Value::as_u64);
     let completion = usage.get("completion_tokens").and_then(Value::as_u64);
     if prompt.is_none() && completion.is_none() {
         return None;
     }
     Some(Usage { prompt_tokens: prompt.unwrap_or(0), completion_tokens: completion.unwrap_or(0) })
+}
+
+/// What the gateway reads of an OpenAI-compatible chat answer it passes on: that `choices` is an
+/// array (its items are skipped, not built), and the usage.
+#[derive(serde::Deserialize)]
+pub struct OpenAiAnswer {
+    pub choices: Option<Vec<serde::de::IgnoredAny>>,
+    pub usage: Option<Value>,
 }
 
 fn usage_json(usage: Usage) -> Value {

@@ -112,8 +112,8 @@ async fn chat_completions(
     };
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if !stream {
-        return match state.gateway.chat(&caller, body).await {
-            Ok(v) => Json(v).into_response(),
+        return match state.gateway.chat_json(&caller, body).await {
+            Ok(json) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response(),
             Err(e) => error(&e),
         };
     }
