@@ -214,12 +214,6 @@ pub async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// The route a request matched (its template, such as `/api/tasks/{id}`), or `unmatched` for what
-/// the fallback serves (static files, 404s).
-pub fn route_of(req: &Request) -> String {
-    req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string())
-}
-
 fn method_label(m: &Method) -> &'static str {
     match *m {
         Method::GET => "GET",
@@ -236,7 +230,7 @@ fn method_label(m: &Method) -> &'static str {
 /// Counts the request and times it to its response head.
 pub async fn http_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = route_of(&req);
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = method_label(req.method());
     let id = req.headers().get(REQUEST_ID).cloned();
     // A handler that panics answers 500 with the request id; the panic hook has already logged it
@@ -246,12 +240,38 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
         Ok(resp) => resp,
         Err(_) => internal_error(id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default()),
     };
-    let labels =
-        [("method", method.to_string()), ("route", route), ("status", resp.status().as_u16().to_string())];
-    metrics::counter!("goblin_http_requests_total", &labels).increment(1);
-    metrics::histogram!("goblin_http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (count, duration) = http_series(method, route, resp.status().as_u16());
+    count.increment(1);
+    duration.record(started.elapsed().as_secs_f64());
     resp
+}
+
+/// The request counter and duration histogram of a method, route and status. They are made once
+/// and kept: building a label set and looking it up in the registry on every request cost several
+/// allocations each time.
+fn http_series(method: &'static str, route: &str, status: u16) -> (metrics::Counter, metrics::Histogram) {
+    type Series = Vec<(&'static str, u16, metrics::Counter, metrics::Histogram)>;
+    static SERIES: OnceLock<std::sync::RwLock<std::collections::HashMap<Box<str>, Series>>> = OnceLock::new();
+    let series = SERIES.get_or_init(Default::default);
+    let find = |known: &Series| {
+        known.iter().find(|(m, s, _, _)| *m == method && *s == status).map(|(_, _, c, h)| (c.clone(), h.clone()))
+    };
+    if let Some(found) =
+        series.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(route).and_then(find)
+    {
+        return found;
+    }
+    let mut all = series.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let known = all.entry(route.into()).or_default();
+    if let Some(found) = find(known) {
+        return found;
+    }
+    let labels = [("method", method.to_string()), ("route", route.to_string()), ("status", status.to_string())];
+    let count = metrics::counter!("goblin_http_requests_total", &labels);
+    let duration = metrics::histogram!("goblin_http_request_duration_seconds", &labels);
+    known.push((method, status, count.clone(), duration.clone()));
+    (count, duration)
 }
 
 /// The 500 answer: nothing about the failure, only the id to quote.
