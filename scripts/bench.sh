@@ -203,7 +203,14 @@ wrk.body = '$body'
 LUA
     for c in 1 16 64; do
       wrk -t1 -c"$c" -d2s -s "$work/$who.lua" "$url" >/dev/null
-      echo "$who c=$c: $(wrk -t"$(( c > 1 ? 2 : 1 ))" -c"$c" -d10s --latency -s "$work/$who.lua" "$url" | awk '/Requests\/sec/ {rps=$2} /50%/ {p50=$2} /99%/ {p99=$2} /Non-2xx/ {bad=" non-2xx " $NF} END {print rps " req/s, p50 " p50 ", p99 " p99 bad}')"
+      # CPU time (user + system) the gateway and the mock spent, per request: it depends less than
+      # the rate on what else the machine is doing.
+      local g0 m0 g1 m1 out n
+      g0=$(awk '{print $14 + $15}' "/proc/$pid/stat"); m0=$(awk '{print $14 + $15}' "/proc/$mock_pid/stat")
+      out=$(wrk -t"$(( c > 1 ? 2 : 1 ))" -c"$c" -d10s --latency -s "$work/$who.lua" "$url")
+      g1=$(awk '{print $14 + $15}' "/proc/$pid/stat"); m1=$(awk '{print $14 + $15}' "/proc/$mock_pid/stat")
+      n=$(echo "$out" | awk '/requests in/ {print $1}')
+      echo "$who c=$c: $(echo "$out" | awk '/Requests\/sec/ {rps=$2} /50%/ {p50=$2} /99%/ {p99=$2} /Non-2xx/ {bad=" non-2xx " $NF} END {print rps " req/s, p50 " p50 ", p99 " p99 bad}'), CPU a request: gateway $(( (g1 - g0) * 10000000 / n / 1000 )) µs, mock $(( (m1 - m0) * 10000000 / n / 1000 )) µs"
     done
   done
   echo "RSS after load: $(awk '/VmRSS/ {print $2, $3}' "/proc/$pid/status")"
