@@ -205,7 +205,8 @@ pub async fn set_role(
 }
 
 /// Enables or disables an account. Disabling ends its sessions at once; its API tokens are refused
-/// from then on because token checks require an active user.
+/// from then on because token checks require an active user (the caller clears the token cache:
+/// [`crate::tokens::TokenService::forget_cached`]).
 ///
 /// # Errors
 /// An unknown user, a bad status, the last admin, or a storage error.

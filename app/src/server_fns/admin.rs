@@ -73,18 +73,18 @@ pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
 #[server(prefix = "/fn", endpoint = "admin/user-role")]
 pub async fn set_user_role(id: String, role: String) -> Result<(), AppError> {
     let (state, admin) = require_admin().await?;
-    goblin_core::users::set_role(
+    let changed = goblin_core::users::set_role(
         &state.db,
         state.clock.as_ref(),
         admin.id,
         parse_id(&id)?,
         parse_role(&role)?,
     )
-    .await
-    .map_err(map_admin)?;
-    // An admin-scoped token holds only while its owner is an admin.
+    .await;
+    // An admin-scoped token holds only while its owner is an admin. Cleared whatever the outcome:
+    // a failure after the row was written must not leave the old role cached.
     state.tokens.forget_cached().await;
-    Ok(())
+    changed.map_err(map_admin)
 }
 
 /// Disabling ends the account's sessions at once and its API tokens stop working.
@@ -94,7 +94,7 @@ pub async fn set_user_role(id: String, role: String) -> Result<(), AppError> {
 #[server(prefix = "/fn", endpoint = "admin/user-status")]
 pub async fn set_user_status(id: String, status: String) -> Result<(), AppError> {
     let (state, admin) = require_admin().await?;
-    goblin_core::users::set_status(
+    let changed = goblin_core::users::set_status(
         &state.db,
         &state.sessions,
         state.clock.as_ref(),
@@ -102,10 +102,10 @@ pub async fn set_user_status(id: String, status: String) -> Result<(), AppError>
         parse_id(&id)?,
         &status,
     )
-    .await
-    .map_err(map_admin)?;
+    .await;
+    // Cleared whatever the outcome: ending the sessions can fail after the row was written.
     state.tokens.forget_cached().await;
-    Ok(())
+    changed.map_err(map_admin)
 }
 
 /// Creates a one-time invite link for one person, with a role.
