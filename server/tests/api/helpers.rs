@@ -139,6 +139,23 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// A new service account (operator) and an API token for it with `scopes`, valid for a day: the
+    /// token's id and the token.
+    pub async fn service_token(&self, username: &str, scopes: &[&str]) -> (uuid::Uuid, String) {
+        let account = goblin_core::users::create_service_account(
+            &self.state.db,
+            self.state.clock.as_ref(),
+            username,
+            goblin_core::users::Role::Operator,
+        )
+        .await
+        .unwrap();
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_string()).collect();
+        let issued =
+            self.state.tokens.issue(&account, "test", &scopes, chrono::Duration::days(1), None).await.unwrap();
+        (issued.id, issued.token.expose().clone())
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("request sent")
     }

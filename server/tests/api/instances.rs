@@ -3,25 +3,29 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestDb, redis_url, spawn_app_on};
+use crate::helpers::{Backend, TestApp, TestDb, redis_url, spawn_app_on};
+
+/// Two instances on one PostgreSQL database and one Redis, with `extra` settings on both (the second
+/// gets its own, unused, data directory); `None` when the tests have no PostgreSQL or Redis.
+async fn two_instances(extra: &[(&str, &str)]) -> Option<(TestApp, TestApp)> {
+    let redis = redis_url()?;
+    let db = TestDb::new(Backend::Postgres).await?;
+    let url = db.url.clone();
+    let mut env = vec![
+        ("REDIS_URL", redis.as_str()),
+        ("GOBLIN_ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+    ];
+    env.extend_from_slice(extra);
+    let a = spawn_app_on(db, &env).await;
+    env.push(("DATABASE_URL", url.as_str()));
+    let b = spawn_app_on(TestDb::new(Backend::Sqlite).await.unwrap(), &env).await;
+    Some((a, b))
+}
 
 #[tokio::test]
 async fn sessions_and_ceremonies_are_shared_between_instances() {
-    let Some(redis) = redis_url() else { return };
-    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
-    let url = db.url.clone();
-    // Both instances share one database and one Redis; the second gets its own (unused) data dir.
-    let second_db = TestDb::new(Backend::Sqlite).await.unwrap();
     // Rate-limit counters live in the shared Redis too; keep them out of the way of parallel tests.
-    let env = [
-        ("REDIS_URL", redis.as_str()),
-        ("GOBLIN_ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
-        ("GOBLIN_AUTH_RATE_LIMIT_PER_IP", "100000"),
-    ];
-    let a = spawn_app_on(db, &env).await;
-    let mut env_b = env.to_vec();
-    env_b.push(("DATABASE_URL", url.as_str()));
-    let b = spawn_app_on(second_db, &env_b).await;
+    let Some((a, b)) = two_instances(&[("GOBLIN_AUTH_RATE_LIMIT_PER_IP", "100000")]).await else { return };
 
     // A session made on A (stored in Redis) is honoured by B.
     a.sign_in_as("shared", "viewer").await;
@@ -175,17 +179,7 @@ async fn passkey_ceremonies_cross_instances_end_to_end() {
 async fn circuit_and_budget_state_is_shared_between_instances() {
     use goblin_mock_upstream::{MockConfig, MockUpstream};
     const KEY: &str = "sk-shared-state-0123456789abcdefghij";
-    let Some(redis) = redis_url() else { return };
-    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
-    let url = db.url.clone();
-    let env = [
-        ("REDIS_URL", redis.as_str()),
-        ("GOBLIN_ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
-    ];
-    let a = spawn_app_on(db, &env).await;
-    let mut env_b = env.to_vec();
-    env_b.push(("DATABASE_URL", url.as_str()));
-    let b = spawn_app_on(TestDb::new(Backend::Sqlite).await.unwrap(), &env_b).await;
+    let Some((a, b)) = two_instances(&[]).await else { return };
 
     let mock = MockUpstream::start(MockConfig { keys: vec![KEY.into()] }).await.unwrap();
     let flaky_mock = MockUpstream::start(MockConfig { keys: vec![KEY.into()] }).await.unwrap();
@@ -286,37 +280,15 @@ async fn circuit_and_budget_state_is_shared_between_instances() {
 /// reaches the other's cache through Redis, so the token is refused there at once, not in an hour.
 #[tokio::test]
 async fn a_token_revoked_on_one_instance_is_refused_by_another_at_once() {
-    let Some(redis) = redis_url() else { return };
-    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
-    let url = db.url.clone();
-    let env = [
-        ("REDIS_URL", redis.as_str()),
-        ("GOBLIN_ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
-        ("GOBLIN_TOKEN_CACHE_MS", "3600000"),
-    ];
-    let a = spawn_app_on(db, &env).await;
-    let mut env_b = env.to_vec();
-    env_b.push(("DATABASE_URL", url.as_str()));
-    let b = spawn_app_on(TestDb::new(Backend::Sqlite).await.unwrap(), &env_b).await;
-
-    let bot = goblin_core::users::create_service_account(
-        &a.state.db,
-        a.state.clock.as_ref(),
-        "shared-bot",
-        goblin_core::users::Role::Operator,
-    )
-    .await
-    .unwrap();
-    let issued =
-        a.state.tokens.issue(&bot, "t", &["chat".into()], chrono::Duration::days(1), None).await.unwrap();
-    let token = issued.token.expose().clone();
-    let me = |app: &crate::helpers::TestApp| {
+    let Some((a, b)) = two_instances(&[("GOBLIN_TOKEN_CACHE_MS", "3600000")]).await else { return };
+    let (token_id, token) = a.service_token("shared-bot", &["chat"]).await;
+    let me = |app: &TestApp| {
         app.client.get(app.url("/api/me")).bearer_auth(&token).send()
     };
     assert_eq!(me(&a).await.unwrap().status(), 200);
     assert_eq!(me(&b).await.unwrap().status(), 200, "B has now cached the token's row");
 
-    a.state.tokens.revoke(issued.id, None).await.unwrap();
+    a.state.tokens.revoke(token_id, None).await.unwrap();
     assert_eq!(me(&a).await.unwrap().status(), 401);
     // The message travels through Redis: B refuses within moments.
     let mut refused = false;

@@ -167,23 +167,7 @@ async fn gateway_requests_during_a_postgres_outage_are_logged_once_it_is_back() 
     let table = || goblin_core::entities::routing_requests::Entity::find().count(&app.state.db);
 
     // An API client over HTTP, whose token is checked once before the outage.
-    let bot = goblin_core::users::create_service_account(
-        &app.state.db,
-        app.state.clock.as_ref(),
-        "outage-bot",
-        goblin_core::users::Role::Operator,
-    )
-    .await
-    .unwrap();
-    let token = app
-        .state
-        .tokens
-        .issue(&bot, "t", &["chat".into()], chrono::Duration::days(1), None)
-        .await
-        .unwrap()
-        .token
-        .expose()
-        .clone();
+    let (_, token) = app.service_token("outage-bot", &["chat"]).await;
     let over_http = || {
         app.client
             .post(app.url("/v1/chat/completions"))
