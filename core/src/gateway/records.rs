@@ -14,12 +14,13 @@
 //! **Rows.** [`Records::record`] hands the request to a bounded channel with `try_send`; a full
 //! channel drops the row. The writer moves rows from the channel into a bounded in-memory backlog at
 //! all times (also while a write is in flight or waiting to be retried), and writes the backlog's
-//! front with one multi-row `INSERT` of up to `batch_size` rows: at once when a full batch is
-//! waiting (or someone flushes), otherwise at most every `flush_every`. A write that fails keeps its
-//! rows at the front and is retried with a backoff from 100 ms doubling to 5 s, so rows queued during
-//! an outage are written after it; a full backlog drops the newest row. Dropped rows are counted and
-//! reported by a warning at most once every 10 s. Inserts are `ON CONFLICT (id) DO NOTHING`, so a
-//! batch retried after a failure whose outcome was unknown neither duplicates nor fails.
+//! front, up to `batch_size` rows in one transaction of fixed-shape statements (see `rows`): at once
+//! when a full batch is waiting (or someone flushes), otherwise at most every `flush_every`. A write
+//! that fails keeps its rows at the front and is retried with a backoff from 100 ms doubling to 5 s,
+//! so rows queued during an outage are written after it; a full backlog drops the newest row.
+//! Dropped rows are counted and reported by a warning at most once every 10 s. Inserts are
+//! `ON CONFLICT (id) DO NOTHING`, so a batch retried after a failure whose outcome was unknown
+//! neither duplicates nor fails.
 //!
 //! A row the database refuses for its own content must not hold the others back forever: when an
 //! insert fails with a constraint or data error, the batch is retried one row at a time. A row
@@ -72,7 +73,7 @@ use std::{
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    DatabaseConnection, DbErr, EntityTrait, IdenStatic, IntoActiveModel, RuntimeErr,
+    DatabaseConnection, DbErr, EntityTrait, IdenStatic, RuntimeErr,
     sea_query::{Expr, OnConflict},
     sqlx,
 };
@@ -83,10 +84,10 @@ use tokio::{
 };
 use uuid::Uuid;
 
-use crate::{
-    clock::SharedClock,
-    entities::{provider_metrics, routing_requests},
-};
+use self::rows::LogRow;
+use crate::{clock::SharedClock, entities::provider_metrics};
+
+mod rows;
 
 /// Latency (and TTFT) samples kept per provider, model and minute.
 const SAMPLES_PER_MINUTE: usize = 1_000;
@@ -710,7 +711,7 @@ fn to_i32(n: u32) -> i32 {
 }
 
 /// The stored row: strings cut to their columns, numbers clamped to theirs.
-fn to_row(r: RequestRecord) -> routing_requests::Model {
+fn to_row(r: RequestRecord) -> LogRow {
     let attempts: Vec<Attempt> = r
         .attempts
         .into_iter()
@@ -720,18 +721,18 @@ fn to_row(r: RequestRecord) -> routing_requests::Model {
             ..a
         })
         .collect();
-    routing_requests::Model {
+    LogRow {
         id: r.id,
         created_at: r.created_at,
         user_id: r.user_id,
         token_id: r.token_id,
         requested_model: clean(&r.requested_model, REQUESTED_MODEL_CHARS),
         route_alias: r.route_alias.as_deref().map(|s| clean(s, ROUTE_ALIAS_CHARS)),
-        attempts: serde_json::to_value(attempts).unwrap_or_else(|_| serde_json::Value::Array(Vec::new())),
+        attempts: serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".to_owned()),
         provider_id: r.provider_id,
         model: r.model.as_deref().map(|s| clean(s, MODEL_CHARS)),
         stream: r.stream,
-        status: r.outcome.as_str().to_owned(),
+        status: r.outcome.as_str(),
         http_status: i32::from(r.http_status),
         ttft_ms: r.ttft_ms.map(to_i32),
         latency_ms: to_i32(r.latency_ms),
@@ -751,15 +752,11 @@ trait Batch: Clone + Send + Sync + 'static {
     fn clear_references(&mut self) -> bool;
 }
 
-impl Batch for routing_requests::Model {
+impl Batch for LogRow {
     const KIND: &'static str = "request log row";
 
     fn insert(db: &DatabaseConnection, items: &[Self]) -> impl Future<Output = Result<(), DbErr>> + Send {
-        let query = routing_requests::Entity::insert_many(
-            items.iter().cloned().map(IntoActiveModel::into_active_model),
-        )
-        .on_conflict(OnConflict::column(routing_requests::Column::Id).do_nothing().to_owned());
-        async move { query.exec_without_returning(db).await.map(drop) }
+        rows::insert(db, items)
     }
 
     fn clear_references(&mut self) -> bool {
@@ -933,7 +930,7 @@ async fn write_batch<T: Batch>(db: &DatabaseConnection, items: Vec<T>) -> Writte
 }
 
 struct JobResult {
-    rows: Written<routing_requests::Model>,
+    rows: Written<LogRow>,
     rollups: Written<Rollup>,
 }
 
@@ -950,7 +947,7 @@ struct Writer {
     db: DatabaseConnection,
     shared: Arc<Shared>,
     config: WriterConfig,
-    backlog: VecDeque<routing_requests::Model>,
+    backlog: VecDeque<LogRow>,
     rollups: VecDeque<Rollup>,
     in_flight_rows: usize,
     in_flight_rollups: usize,
@@ -1210,7 +1207,7 @@ mod tests {
     use crate::{
         clock::{Clock, ManualClock},
         config::{Config, Sources},
-        entities::providers,
+        entities::{providers, routing_requests},
     };
 
     fn config(dir: &Path) -> Config {
