@@ -12,12 +12,13 @@
 //! ```
 //!
 //! **Rows.** [`Records::record`] hands the request to a bounded channel with `try_send`; a full
-//! channel drops the row. The writer moves rows from the channel into a bounded in-memory backlog at
-//! all times (also while a write is in flight or waiting to be retried), and writes the backlog's
-//! front, up to `batch_size` rows in one transaction of fixed-shape statements (see `rows`): at once
-//! when a full batch is waiting (or someone flushes), otherwise at most every `flush_every`. A write
-//! that fails keeps its rows at the front and is retried with a backoff from 100 ms doubling to 5 s,
-//! so rows queued during an outage are written after it; a full backlog drops the newest row.
+//! channel drops the row. The writer moves rows from the channel into a bounded in-memory backlog
+//! every `flush_every` and as soon as a batch's worth is waiting (it is not woken once per row),
+//! also while a write is in flight or waiting to be retried. It writes the backlog's front, up to
+//! `batch_size` rows in one transaction of fixed-shape statements (see `rows`): at once when a full
+//! batch is waiting (or someone flushes), otherwise at most every `flush_every`. A write that fails
+//! keeps its rows at the front and is retried with a backoff from 100 ms doubling to 5 s, so rows
+//! queued during an outage are written after it; a full backlog drops the newest row.
 //! Dropped rows are counted and reported by a warning at most once every 10 s. Inserts are
 //! `ON CONFLICT (id) DO NOTHING`, so a batch retried after a failure whose outcome was unknown
 //! neither duplicates nor fails.
@@ -65,7 +66,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
     time::Duration,
 };
@@ -79,7 +80,11 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 use tokio::{
-    sync::{mpsc, oneshot},
+    sync::{
+        Notify,
+        mpsc::{self, error::TryRecvError},
+        oneshot,
+    },
     time::{Instant, MissedTickBehavior},
 };
 use uuid::Uuid;
@@ -225,6 +230,8 @@ pub struct RecordStats {
 pub struct Records {
     tx: mpsc::Sender<Msg>,
     shared: Arc<Shared>,
+    /// Unread rows at which the writer is woken: a batch's worth.
+    wake_at: usize,
 }
 
 impl std::fmt::Debug for Records {
@@ -247,8 +254,9 @@ impl Records {
         let config = config.normalized();
         let (tx, rx) = mpsc::channel(config.channel);
         let shared = Arc::new(Shared::new(clock));
+        let wake_at = config.batch_size.min(config.channel);
         tokio::spawn(Writer::new(db, shared.clone(), config).run(rx));
-        Arc::new(Records { tx, shared })
+        Arc::new(Records { tx, shared, wake_at })
     }
 
     /// Queues a row and feeds the in-memory metrics (each attempt counts for its provider and model;
@@ -259,9 +267,15 @@ impl Records {
         export(&r);
         // Counted before sending so the writer can never take it off first.
         self.shared.pending.fetch_add(1, Relaxed);
+        let unread = self.shared.unread.fetch_add(1, Relaxed) + 1;
         if self.tx.try_send(Msg::Row(Box::new(r))).is_err() {
+            self.shared.unread.fetch_sub(1, Relaxed);
             self.shared.pending.fetch_sub(1, Relaxed);
             self.shared.note_dropped(1);
+        } else if unread == self.wake_at {
+            // The writer looks at the channel on its own every `flush_every`; it is woken early only
+            // for a full batch, not once per request.
+            self.shared.wake.notify_one();
         }
     }
 
@@ -308,7 +322,10 @@ impl Records {
     pub async fn flush(&self, timeout: Duration) -> bool {
         let (done, finished) = oneshot::channel();
         tokio::time::timeout(timeout, async {
-            self.tx.send(Msg::Flush(done)).await.is_ok() && finished.await.is_ok()
+            self.shared.wake.notify_one(); // the channel may be full
+            let sent = self.tx.send(Msg::Flush(done)).await.is_ok();
+            self.shared.wake.notify_one();
+            sent && finished.await.is_ok()
         })
         .await
         .unwrap_or(false)
@@ -359,6 +376,10 @@ fn export(r: &RequestRecord) {
 struct Shared {
     clock: SharedClock,
     metrics: Mutex<Metrics>,
+    /// Messages sent and not yet taken off the channel by the writer (at least as many as there are).
+    unread: AtomicUsize,
+    /// Wakes the writer to read the channel before its next tick.
+    wake: Notify,
     written: AtomicU64,
     dropped: AtomicU64,
     pending: AtomicU64,
@@ -371,6 +392,8 @@ struct Shared {
     /// Row batches written, and the largest; tests check the batching with them.
     batches: AtomicU64,
     largest_batch: AtomicU64,
+    /// Times the writer read the channel; a test checks it is not once per row.
+    reads: AtomicU64,
 }
 
 impl Shared {
@@ -378,6 +401,8 @@ impl Shared {
         Self {
             clock,
             metrics: Mutex::new(Metrics::default()),
+            unread: AtomicUsize::new(0),
+            wake: Notify::new(),
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             pending: AtomicU64::new(0),
@@ -387,6 +412,7 @@ impl Shared {
             started: std::time::Instant::now(),
             batches: AtomicU64::new(0),
             largest_batch: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
         }
     }
 
@@ -1004,18 +1030,7 @@ impl Writer {
             }
             let due = if job.is_none() { self.due() } else { None };
             tokio::select! {
-                msg = rx.recv(), if !self.closed => match msg {
-                    Some(msg) => {
-                        self.accept(msg);
-                        for _ in 0..DRAIN_PER_WAKE {
-                            match rx.try_recv() {
-                                Ok(msg) => self.accept(msg),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    None => self.close(),
-                },
+                () = self.shared.wake.notified(), if !self.closed => self.read(&mut rx),
                 result = async { job.as_mut().expect("guarded by is_some").await }, if job.is_some() => {
                     job = None;
                     self.finish(result);
@@ -1024,6 +1039,9 @@ impl Writer {
                     job = Some(self.start_job());
                 }
                 _ = tick.tick() => {
+                    if !self.closed {
+                        self.read(&mut rx);
+                    }
                     let rollups = self.shared.harvest(false);
                     self.queue_rollups(rollups);
                     self.shared.report_drops(false);
@@ -1040,6 +1058,25 @@ impl Writer {
             );
         }
         self.shared.report_drops(true);
+    }
+
+    /// Takes what the channel holds (up to [`DRAIN_PER_WAKE`] messages; the writer wakes again at
+    /// once for the rest) and notices when every handle is gone.
+    fn read(&mut self, rx: &mut mpsc::Receiver<Msg>) {
+        self.shared.reads.fetch_add(1, Relaxed);
+        for _ in 0..DRAIN_PER_WAKE {
+            match rx.try_recv() {
+                Ok(msg) => {
+                    if matches!(msg, Msg::Row(_)) {
+                        self.shared.unread.fetch_sub(1, Relaxed);
+                    }
+                    self.accept(msg);
+                }
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => return self.close(),
+            }
+        }
+        self.shared.wake.notify_one();
     }
 
     fn accept(&mut self, msg: Msg) {
@@ -1508,6 +1545,26 @@ mod tests {
         assert_eq!(row.ttft_ms, None);
         let row = routing_requests::Entity::find_by_id(cancelled.id).one(&db).await.unwrap().unwrap();
         assert_eq!((row.status.as_str(), row.http_status), ("cancelled", 499));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_is_woken_once_a_batch_not_once_a_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&config(dir.path())).await;
+        let (_, clock) = manual();
+        let p = provider(&db, "alpha").await;
+        let config = WriterConfig { batch_size: 100, flush_every: Duration::from_secs(3600), ..fast() };
+        let records = Records::start(db.clone(), clock, config);
+        for i in 0..300 {
+            records.record(request(vec![ok(p, "m", i)], Outcome::Ok));
+            // A pause between rows, as between requests, in which a woken writer would run.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(records.flush(Duration::from_secs(60)).await, "flush finished");
+        let reads = records.shared.reads.load(SeqCst);
+        // One read a full batch, one at the interval's first tick, and those of the flush.
+        assert!(reads <= 8, "the writer read the channel {reads} times for 300 rows");
+        assert_eq!(rows(&db).await, 300);
     }
 
     #[tokio::test]
