@@ -65,7 +65,7 @@ use std::{
     hash::{BuildHasher, RandomState},
     pin::Pin,
     sync::{
-        Arc, Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock,
         atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
     time::Duration,
@@ -264,7 +264,7 @@ impl Records {
     /// database: when the queue is full the row is dropped and counted.
     pub fn record(&self, r: RequestRecord) {
         self.shared.observe(&r);
-        export(&r);
+        export(&self.shared.series, &r);
         // Counted before sending so the writer can never take it off first.
         self.shared.pending.fetch_add(1, Relaxed);
         let unread = self.shared.unread.fetch_add(1, Relaxed) + 1;
@@ -334,41 +334,134 @@ impl Records {
 
 /// Counts a finished request in the Prometheus metrics (`/metrics`), labelled by provider id and
 /// model: requests by outcome, attempts and their errors (by the rule of [`Shared::observe`]),
-/// latency and TTFT histograms, tokens and cost. The recorder's maps are sharded, so this takes no
-/// lock that every request shares.
-fn export(r: &RequestRecord) {
-    let provider = r.provider_id.map_or_else(|| "none".to_string(), |p| p.to_string());
-    let model = r.model.clone().unwrap_or_else(|| "none".to_string());
-    let outcome = r.outcome.as_str();
-    metrics::counter!("goblin_gateway_requests_total", "provider" => provider.clone(), "model" => model.clone(), "outcome" => outcome)
-        .increment(1);
+/// latency and TTFT histograms, tokens and cost.
+fn export(series: &SeriesCache, r: &RequestRecord) {
+    let answered = series.of(r.provider_id, r.model.as_deref().unwrap_or("none"));
+    answered.requests(r.outcome).increment(1);
     for a in r.attempts.iter().filter(|a| !a.error.as_deref().is_some_and(|e| e.starts_with("skipped"))) {
-        let failed = attempt_failed(a);
-        let labels = [("provider", a.provider_id.to_string()), ("model", a.model.clone())];
-        metrics::counter!("goblin_gateway_attempts_total", &labels).increment(1);
-        if failed {
-            metrics::counter!("goblin_gateway_errors_total", &labels).increment(1);
+        let tried = series.of(Some(a.provider_id), &a.model);
+        tried.attempts().increment(1);
+        if attempt_failed(a) {
+            tried.errors().increment(1);
         }
     }
     if r.outcome == Outcome::Error && r.attempts.is_empty() {
-        metrics::counter!("goblin_gateway_errors_total", "provider" => provider.clone(), "model" => model.clone())
-            .increment(1);
+        answered.errors().increment(1);
     }
-    let labels = [("provider", provider), ("model", model)];
-    metrics::histogram!("goblin_gateway_request_duration_seconds", &labels)
-        .record(f64::from(r.latency_ms) / 1000.0);
+    answered.duration().record(f64::from(r.latency_ms) / 1000.0);
     if let Some(t) = r.ttft_ms {
-        metrics::histogram!("goblin_gateway_ttft_seconds", &labels).record(f64::from(t) / 1000.0);
+        answered.ttft().record(f64::from(t) / 1000.0);
     }
     if r.tokens_in > 0 || r.tokens_out > 0 {
-        let [(_, p), (_, m)] = &labels;
-        metrics::counter!("goblin_gateway_tokens_total", "provider" => p.clone(), "model" => m.clone(), "direction" => "in")
-            .increment(r.tokens_in);
-        metrics::counter!("goblin_gateway_tokens_total", "provider" => p.clone(), "model" => m.clone(), "direction" => "out")
-            .increment(r.tokens_out);
+        answered.tokens_in().increment(r.tokens_in);
+        answered.tokens_out().increment(r.tokens_out);
     }
     if r.cost_micros > 0 {
-        metrics::counter!("goblin_gateway_cost_micro_usd_total", &labels).increment(r.cost_micros as u64);
+        answered.cost().increment(r.cost_micros as u64);
+    }
+}
+
+/// The gateway's Prometheus series, per provider and model, each made on first use and kept:
+/// building a label set and looking it up in the registry cost several allocations per series and
+/// request. A series belongs to the recorder installed when it was made (one per process).
+#[derive(Default)]
+struct SeriesCache {
+    by_provider: RwLock<HashMap<Option<Uuid>, HashMap<Box<str>, Arc<Series>>>>,
+}
+
+impl SeriesCache {
+    fn of(&self, provider_id: Option<Uuid>, model: &str) -> Arc<Series> {
+        let read = |map: &HashMap<Option<Uuid>, HashMap<Box<str>, Arc<Series>>>| {
+            map.get(&provider_id).and_then(|models| models.get(model)).cloned()
+        };
+        if let Some(found) = read(&self.by_provider.read().unwrap_or_else(PoisonError::into_inner)) {
+            return found;
+        }
+        let mut all = self.by_provider.write().unwrap_or_else(PoisonError::into_inner);
+        all.entry(provider_id)
+            .or_default()
+            .entry(model.into())
+            .or_insert_with(|| {
+                Arc::new(Series {
+                    provider: provider_id.map_or_else(|| "none".to_owned(), |p| p.to_string()),
+                    model: model.to_owned(),
+                    ..Series::default()
+                })
+            })
+            .clone()
+    }
+}
+
+/// One provider and model's series; see [`export`] for what each counts.
+#[derive(Default)]
+struct Series {
+    provider: String,
+    model: String,
+    requests: [OnceLock<metrics::Counter>; 3],
+    attempts: OnceLock<metrics::Counter>,
+    errors: OnceLock<metrics::Counter>,
+    duration: OnceLock<metrics::Histogram>,
+    ttft: OnceLock<metrics::Histogram>,
+    tokens_in: OnceLock<metrics::Counter>,
+    tokens_out: OnceLock<metrics::Counter>,
+    cost: OnceLock<metrics::Counter>,
+}
+
+impl Series {
+    fn labels(&self) -> [(&'static str, String); 2] {
+        [("provider", self.provider.clone()), ("model", self.model.clone())]
+    }
+
+    fn requests(&self, outcome: Outcome) -> &metrics::Counter {
+        let slot = match outcome {
+            Outcome::Ok => 0,
+            Outcome::Error => 1,
+            Outcome::Cancelled => 2,
+        };
+        self.requests[slot].get_or_init(|| {
+            let [provider, model] = self.labels();
+            metrics::counter!(
+                "goblin_gateway_requests_total",
+                &[provider, model, ("outcome", outcome.as_str().to_owned())]
+            )
+        })
+    }
+
+    fn attempts(&self) -> &metrics::Counter {
+        self.attempts.get_or_init(|| metrics::counter!("goblin_gateway_attempts_total", &self.labels()))
+    }
+
+    fn errors(&self) -> &metrics::Counter {
+        self.errors.get_or_init(|| metrics::counter!("goblin_gateway_errors_total", &self.labels()))
+    }
+
+    fn duration(&self) -> &metrics::Histogram {
+        self.duration
+            .get_or_init(|| metrics::histogram!("goblin_gateway_request_duration_seconds", &self.labels()))
+    }
+
+    fn ttft(&self) -> &metrics::Histogram {
+        self.ttft.get_or_init(|| metrics::histogram!("goblin_gateway_ttft_seconds", &self.labels()))
+    }
+
+    fn tokens(&self, direction: &'static str) -> metrics::Counter {
+        let [provider, model] = self.labels();
+        metrics::counter!(
+            "goblin_gateway_tokens_total",
+            &[provider, model, ("direction", direction.to_owned())]
+        )
+    }
+
+    fn tokens_in(&self) -> &metrics::Counter {
+        self.tokens_in.get_or_init(|| self.tokens("in"))
+    }
+
+    fn tokens_out(&self) -> &metrics::Counter {
+        self.tokens_out.get_or_init(|| self.tokens("out"))
+    }
+
+    fn cost(&self) -> &metrics::Counter {
+        self.cost.get_or_init(|| metrics::counter!("goblin_gateway_cost_micro_usd_total", &self.labels()))
     }
 }
 
@@ -376,6 +469,7 @@ fn export(r: &RequestRecord) {
 struct Shared {
     clock: SharedClock,
     metrics: Mutex<Metrics>,
+    series: SeriesCache,
     /// Messages sent and not yet taken off the channel by the writer (at least as many as there are).
     unread: AtomicUsize,
     /// Wakes the writer to read the channel before its next tick.
@@ -401,6 +495,7 @@ impl Shared {
         Self {
             clock,
             metrics: Mutex::new(Metrics::default()),
+            series: SeriesCache::default(),
             unread: AtomicUsize::new(0),
             wake: Notify::new(),
             written: AtomicU64::new(0),
