@@ -157,6 +157,43 @@ pub struct TokenService {
     /// Decrypted signing keys by kid; refreshed from the database on an unknown kid.
     cache: RwLock<HashMap<String, Arc<Secret<Vec<u8>>>>>,
     rows: RowCache,
+    checked: SignedCache,
+}
+
+/// Tokens whose signature and claims were checked, so a busy token is not decoded and its HMAC
+/// recomputed on every request. A signing key never changes once made, and a retired key still
+/// verifies, so a token whose signature verified once always verifies; what can change (the expiry
+/// against the clock, the stored row: revocation, owner, scopes) is still checked on every request.
+/// Keyed by the whole token, so only the exact string that verified is trusted; only tokens with a
+/// valid signature get in.
+#[derive(Default)]
+struct SignedCache {
+    entries: std::sync::RwLock<HashMap<Box<str>, Arc<SignedToken>>>,
+}
+
+/// What a verified token says.
+struct SignedToken {
+    kid: String,
+    id: Uuid,
+    sub: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// More verified tokens than this clears the cache.
+const MAX_CACHED_TOKENS: usize = 10_000;
+
+impl SignedCache {
+    fn get(&self, token: &str) -> Option<Arc<SignedToken>> {
+        self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(token).cloned()
+    }
+
+    fn put(&self, token: &str, signed: Arc<SignedToken>) {
+        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= MAX_CACHED_TOKENS {
+            entries.clear();
+        }
+        entries.insert(token.into(), signed);
+    }
 }
 
 /// Recently read token rows, so a busy API token costs one database read every few seconds instead
@@ -219,7 +256,8 @@ impl RowCache {
     }
 
     fn failed(&self) {
-        *self.failed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
+        *self.failed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(std::time::Instant::now());
     }
 
     fn failed_recently(&self) -> bool {
@@ -259,6 +297,7 @@ impl TokenService {
                 failed_at: std::sync::Mutex::new(None),
                 redis: None,
             },
+            checked: SignedCache::default(),
         }
     }
 
@@ -518,6 +557,57 @@ impl TokenService {
         token: &str,
         scope: Option<&str>,
     ) -> Result<Result<Verified, TokenError>, TokenServiceError> {
+        let signed = match self.checked.get(token) {
+            Some(signed) => signed,
+            None => match self.check_signature(token).await? {
+                Ok(signed) => {
+                    let signed = Arc::new(signed);
+                    self.checked.put(token, signed.clone());
+                    signed
+                }
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        let SignedToken { kid, id, sub, expires_at } = &*signed;
+        let (id, expires_at) = (*id, *expires_at);
+        let now = self.clock.now();
+        if now >= expires_at {
+            return Ok(Err(TokenError::Expired(expires_at)));
+        }
+        let Some(row) = self.cached_token_row(id).await? else {
+            return Ok(Err(TokenError::UnknownToken));
+        };
+        if row.revoked {
+            return Ok(Err(TokenError::Revoked));
+        }
+        if row.user_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()) != sub.as_str()
+            || row.kid != *kid
+        {
+            return Ok(Err(TokenError::UnknownToken));
+        }
+        let (Some(username), Some(role), Some("active")) = (row.username, row.role, row.status.as_deref())
+        else {
+            return Ok(Err(TokenError::UserDisabled));
+        };
+        // Scopes come from the stored row, which is the authority; the claim is informational. The
+        // admin scope holds only while its owner is still an admin.
+        let mut scopes: Vec<String> = serde_json::from_value(row.scopes).unwrap_or_default();
+        if role != "admin" {
+            scopes.retain(|s| s != "admin");
+        }
+        if let Some(want) = scope
+            && !scopes.iter().any(|s| s == want || s == "admin")
+        {
+            return Ok(Err(TokenError::MissingScope(want.to_string())));
+        }
+        Ok(Ok(Verified { token_id: id, user_id: row.user_id, username, role, scopes, expires_at }))
+    }
+
+    /// The token's header, signature and claims: what does not change once the token is made.
+    async fn check_signature(
+        &self,
+        token: &str,
+    ) -> Result<Result<SignedToken, TokenError>, TokenServiceError> {
         let Ok(header) = jsonwebtoken::decode_header(token) else { return Ok(Err(TokenError::Malformed)) };
         if header.alg != Algorithm::HS256 {
             return Ok(Err(TokenError::Malformed));
@@ -526,7 +616,7 @@ impl TokenService {
         let Some(secret) = self.key_for(&kid).await? else { return Ok(Err(TokenError::UnknownKey)) };
 
         let mut validation = Validation::new(Algorithm::HS256);
-        // Expiry is checked below against the service clock.
+        // Expiry is checked by `verify`, against the service clock, on every request.
         validation.validate_exp = false;
         validation.required_spec_claims.clear();
         validation.set_issuer(&[ISSUER]);
@@ -546,36 +636,8 @@ impl TokenService {
         let Some(expires_at) = DateTime::<Utc>::from_timestamp(claims.exp, 0) else {
             return Ok(Err(TokenError::Malformed));
         };
-        let now = self.clock.now();
-        if now >= expires_at {
-            return Ok(Err(TokenError::Expired(expires_at)));
-        }
         let Ok(id) = Uuid::parse_str(&claims.jti) else { return Ok(Err(TokenError::Malformed)) };
-        let Some(row) = self.cached_token_row(id).await? else {
-            return Ok(Err(TokenError::UnknownToken));
-        };
-        if row.revoked {
-            return Ok(Err(TokenError::Revoked));
-        }
-        if row.user_id.to_string() != claims.sub || row.kid != kid {
-            return Ok(Err(TokenError::UnknownToken));
-        }
-        let (Some(username), Some(role), Some("active")) = (row.username, row.role, row.status.as_deref())
-        else {
-            return Ok(Err(TokenError::UserDisabled));
-        };
-        // Scopes come from the stored row, which is the authority; the claim is informational. The
-        // admin scope holds only while its owner is still an admin.
-        let mut scopes: Vec<String> = serde_json::from_value(row.scopes).unwrap_or_default();
-        if role != "admin" {
-            scopes.retain(|s| s != "admin");
-        }
-        if let Some(want) = scope
-            && !scopes.iter().any(|s| s == want || s == "admin")
-        {
-            return Ok(Err(TokenError::MissingScope(want.to_string())));
-        }
-        Ok(Ok(Verified { token_id: id, user_id: row.user_id, username, role, scopes, expires_at }))
+        Ok(Ok(SignedToken { kid, id, sub: claims.sub, expires_at }))
     }
 
     /// The stored token and its owner, from the cache while it is fresh (see [`RowCache`]).
@@ -732,6 +794,49 @@ mod tests {
         for bad in ["", "d", "0d", "30s", "-1d", "99999d", "1.5d", "99999999999999999d", "200000000000m"] {
             assert!(parse_ttl(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_token_is_decoded_once_and_what_can_change_is_checked_every_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("goblin.db").display());
+        let db = sea_orm::Database::connect(&url).await.unwrap();
+        crate::db::migrate_up(&db).await.unwrap();
+        let clock = crate::clock::ManualClock::new(Utc::now());
+        let svc = TokenService::new(db.clone(), Arc::new(Keyring::single([9; 32])), Arc::new(clock.clone()));
+        svc.ensure_keys().await.unwrap();
+        let bot = crate::users::create_service_account(&db, &clock, "bot", crate::users::Role::Operator)
+            .await
+            .unwrap();
+        let cached = || svc.checked.entries.read().unwrap().len();
+        let chat = ["chat".to_string()];
+
+        let issued = svc.issue(&bot, "one", &chat, Duration::hours(1), None).await.unwrap();
+        let token = issued.token.expose().clone();
+        assert!(svc.verify(&token, Some("chat")).await.unwrap().is_ok());
+        assert_eq!(cached(), 1, "the verified token is kept");
+        assert!(svc.verify(&token, Some("chat")).await.unwrap().is_ok());
+        assert_eq!(cached(), 1, "and not added again");
+
+        // Nothing unverified gets in, and a kept token does not vouch for a look-alike.
+        let (head, sig) = token.rsplit_once('.').unwrap();
+        let flipped = if sig.starts_with('A') { 'B' } else { 'A' };
+        let tampered = format!("{head}.{flipped}{}", &sig[1..]);
+        assert_eq!(svc.verify(&tampered, None).await.unwrap(), Err(TokenError::BadSignature));
+        assert_eq!(svc.verify("not.a.jwt", None).await.unwrap(), Err(TokenError::Malformed));
+        assert_eq!(cached(), 1);
+
+        // The scope, the revocation and the expiry are still checked on a kept token.
+        assert_eq!(
+            svc.verify(&token, Some("tasks:run")).await.unwrap(),
+            Err(TokenError::MissingScope("tasks:run".into()))
+        );
+        let other = svc.issue(&bot, "two", &chat, Duration::hours(2), None).await.unwrap();
+        assert!(svc.verify(other.token.expose(), None).await.unwrap().is_ok());
+        svc.revoke(other.id, None).await.unwrap();
+        assert_eq!(svc.verify(other.token.expose(), None).await.unwrap(), Err(TokenError::Revoked));
+        clock.advance(Duration::hours(1));
+        assert!(matches!(svc.verify(&token, None).await.unwrap(), Err(TokenError::Expired(_))));
     }
 }
 
