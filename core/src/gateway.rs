@@ -676,10 +676,11 @@ impl Gateway {
                 // The client's body with the target's model (and, for a stream, usage asked for:
                 // the record and the cost need it whether the client asked or not), written out
                 // without copying it first.
-                let mut req = self
-                    .http
-                    .post(format!("{base}/chat/completions"))
-                    .json(&PassThroughBody { body, model: &target.model, stream });
+                let req = match &target.provider.chat_completions_url {
+                    Some(url) => self.http.post(url.clone()),
+                    None => self.http.post(format!("{base}/chat/completions")),
+                };
+                let mut req = req.json(&PassThroughBody { body, model: &target.model, stream });
                 let key = self.key_for(target);
                 for (name, value) in target.provider.kind.auth_headers(key) {
                     req = req.header(name, value);

@@ -29,6 +29,9 @@ pub struct ProviderEntry {
     pub name: String,
     pub kind: ProviderKind,
     pub base_url: String,
+    /// `{base_url}/chat/completions`, parsed once: the upstream URL of every OpenAI-compatible chat
+    /// completion. `None` when it does not parse (the request then fails as it would anyway).
+    pub chat_completions_url: Option<url::Url>,
     pub capabilities: Vec<String>,
     pub priority: i32,
     pub keys: Vec<KeyEntry>,
@@ -111,6 +114,7 @@ impl Table {
                     id: p.id,
                     name: p.name,
                     kind,
+                    chat_completions_url: url::Url::parse(&format!("{base_url}/chat/completions")).ok(),
                     base_url,
                     capabilities: caps_of(&p.capabilities),
                     priority: p.priority,
