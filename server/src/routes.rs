@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod chat;
+pub mod fields;
 pub mod health;
 pub mod metrics;
 pub mod raptor;

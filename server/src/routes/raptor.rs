@@ -31,11 +31,11 @@ use goblin_core::{
     },
     tokens::TokenError,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tower_sessions::Session;
 use uuid::Uuid;
 
-use crate::routes::api::error;
+use crate::routes::{api::error, fields};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -60,6 +60,12 @@ impl Refused {
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         error(self.0, self.1, &self.2)
+    }
+}
+
+impl From<fields::Invalid> for Refused {
+    fn from(e: fields::Invalid) -> Self {
+        Self::bad(e.0)
     }
 }
 
@@ -122,61 +128,13 @@ async fn admin(state: &AppState, headers: &HeaderMap, session: &Session) -> Resu
     Ok(user)
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "true or false",
-        Value::Number(_) => "a number",
-        Value::String(_) => "text",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// The request's JSON object with only `allowed` fields; an empty body is an empty object.
-fn body_object(body: &Bytes, allowed: &[&str]) -> Result<Map<String, Value>, Refused> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| Refused::bad(format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(map) = value else {
-        return Err(Refused::bad(format!("the body must be a JSON object, not {}", kind_of(&value))));
-    };
-    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(Refused::bad(format!(
-            "unknown field '{}'; the fields are {}",
-            unknown.chars().take(40).collect::<String>(),
-            allowed.join(", ")
-        )));
-    }
-    Ok(map)
-}
-
-/// A whole number field from `min` to `max`, or `None` when absent or null.
-fn number(map: &Map<String, Value>, field: &str, min: u64, max: u64) -> Result<Option<u64>, Refused> {
-    match map.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match n.as_u64().filter(|n| (min..=max).contains(n)) {
-            Some(n) => Ok(Some(n)),
-            None => {
-                Err(Refused::bad(format!("{field}: must be a whole number from {min} to {max}, not {n}")))
-            }
-        },
-        Some(other) => Err(Refused::bad(format!(
-            "{field}: must be a whole number from {min} to {max}, not {}",
-            kind_of(other)
-        ))),
-    }
-}
-
 async fn start(State(state): State<AppState>, headers: HeaderMap, session: Session, body: Bytes) -> Response {
     answer(
         async {
             admin(&state, &headers, &session).await?;
-            let map = body_object(&body, &["sample_rate_ms"])?;
-            let rate =
-                number(&map, "sample_rate_ms", MIN_SAMPLE_MS, MAX_SAMPLE_MS)?.map(Duration::from_millis);
+            let map = fields::object(&body, &["sample_rate_ms"], None)?;
+            let rate = fields::whole_in(&map, "sample_rate_ms", MIN_SAMPLE_MS, MAX_SAMPLE_MS)?
+                .map(Duration::from_millis);
             Ok(Json(state.raptor.start(rate)).into_response())
         }
         .await,
@@ -230,7 +188,7 @@ async fn logs(State(state): State<AppState>, headers: HeaderMap, session: Sessio
     answer(
         async {
             admin(&state, &headers, &session).await?;
-            let map = body_object(&body, &["lines", "max_chars", "level"])?;
+            let map = fields::object(&body, &["lines", "max_chars", "level"], None)?;
             let level = match map.get("level") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) if s.eq_ignore_ascii_case("all") || s.is_empty() => None,
@@ -243,14 +201,14 @@ async fn logs(State(state): State<AppState>, headers: HeaderMap, session: Sessio
                 Some(other) => {
                     return Err(Refused::bad(format!(
                         "level: must be one of error, warn, info, debug or all, not {}",
-                        kind_of(other)
+                        fields::kind_of(other)
                     )));
                 }
             };
             let req = TailRequest {
-                lines: number(&map, "lines", 1, MAX_TAIL_LINES as u64)?
+                lines: fields::whole_in(&map, "lines", 1, MAX_TAIL_LINES as u64)?
                     .map_or(DEFAULT_TAIL_LINES, |n| n as usize),
-                max_chars: number(&map, "max_chars", 1, MAX_TAIL_CHARS as u64)?
+                max_chars: fields::whole_in(&map, "max_chars", 1, MAX_TAIL_CHARS as u64)?
                     .map_or(DEFAULT_TAIL_CHARS, |n| n as usize),
                 level,
             };

@@ -60,7 +60,7 @@ use serde_json::{Map, Value, json};
 use tower_sessions::Session;
 use uuid::Uuid;
 
-use crate::routes::api::error;
+use crate::routes::{api::error, fields};
 
 /// The token scope for this API.
 pub const SCOPE: &str = "search";
@@ -165,6 +165,12 @@ impl Refused {
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         error(self.status, self.kind, &self.message)
+    }
+}
+
+impl From<fields::Invalid> for Refused {
+    fn from(e: fields::Invalid) -> Self {
+        Self::bad(e.0)
     }
 }
 
@@ -282,6 +288,18 @@ fn service_as(state: &AppState, who: &Caller) -> SearchService {
     SearchService::new(state.db.clone()).with_gateway(state.gateway.clone(), caller)
 }
 
+/// The body's JSON object with only `allowed` fields; unlike the other routes' bodies, none of
+/// these may be empty.
+fn body_object(body: &Bytes, allowed: &[&str]) -> Result<Map<String, Value>, Refused> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Refused::bad(format!(
+            "the body must be a JSON object with the fields {}",
+            allowed.join(", ")
+        )));
+    }
+    Ok(fields::object(body, allowed, None)?)
+}
+
 /// An id from the path; anything that is not one is simply not found.
 fn path_id(raw: &str, what: &str) -> Result<Uuid, Refused> {
     Uuid::parse_str(raw.trim()).map_err(|_| {
@@ -291,75 +309,6 @@ fn path_id(raw: &str, what: &str) -> Result<Uuid, Refused> {
             format!("there is no {what} with id '{}'", raw.chars().take(40).collect::<String>()),
         )
     })
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "true or false",
-        Value::Number(_) => "a number",
-        Value::String(_) => "text",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// The JSON object of a request body, with only `allowed` fields.
-fn body_object(body: &Bytes, allowed: &[&str]) -> Result<Map<String, Value>, Refused> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(Refused::bad(format!(
-            "the body must be a JSON object with the fields {}",
-            allowed.join(", ")
-        )));
-    }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| Refused::bad(format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(map) = value else {
-        return Err(Refused::bad(format!("the body must be a JSON object, not {}", kind_of(&value))));
-    };
-    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(Refused::bad(format!(
-            "unknown field '{}'; the fields are {}",
-            unknown.chars().take(40).collect::<String>(),
-            allowed.join(", ")
-        )));
-    }
-    Ok(map)
-}
-
-fn text_field(map: &Map<String, Value>, field: &str) -> Result<Option<String>, Refused> {
-    match map.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(Refused::bad(format!("{field}: must be text, not {}", kind_of(other)))),
-    }
-}
-
-fn int_field(map: &Map<String, Value>, field: &str) -> Result<Option<i64>, Refused> {
-    match map.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| Refused::bad(format!("{field}: must be a whole number, not {n}"))),
-        Some(other) => Err(Refused::bad(format!("{field}: must be a whole number, not {}", kind_of(other)))),
-    }
-}
-
-fn list_field(map: &Map<String, Value>, field: &str) -> Result<Vec<String>, Refused> {
-    match map.get(field) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s.clone()),
-                other => {
-                    Err(Refused::bad(format!("{field}: every item must be text, not {}", kind_of(other))))
-                }
-            })
-            .collect(),
-        Some(other) => Err(Refused::bad(format!("{field}: must be a list of text, not {}", kind_of(other)))),
-    }
 }
 
 async fn search(
@@ -372,11 +321,11 @@ async fn search(
         async {
             let who = caller(&state, &headers, &session).await?;
             let map = body_object(&body, &["collection", "query", "k", "filters", "mode"])?;
-            let collection = text_field(&map, "collection")?
+            let collection = fields::text(&map, "collection")?
                 .filter(|c| !c.trim().is_empty())
                 .ok_or_else(|| Refused::bad("collection: required (its id or name)"))?;
-            let query = text_field(&map, "query")?.ok_or_else(|| Refused::bad("query: required"))?;
-            let k = match int_field(&map, "k")? {
+            let query = fields::text(&map, "query")?.ok_or_else(|| Refused::bad("query: required"))?;
+            let k = match fields::whole(&map, "k")? {
                 None => DEFAULT_K,
                 Some(k) => {
                     u64::try_from(k).map_err(|_| Refused::bad(format!("k: must be from 1 to 50, not {k}")))?
@@ -395,23 +344,25 @@ async fn search(
                     }
                     let blank = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
                     Filters {
-                        tags: list_field(f, "tags")
-                            .map_err(|e| Refused::bad(format!("filters.{}", e.message)))?,
+                        tags: fields::text_list(f, "tags")
+                            .map_err(|e| Refused::bad(format!("filters.{}", e.0)))?,
                         source: blank(
-                            text_field(f, "source")
-                                .map_err(|e| Refused::bad(format!("filters.{}", e.message)))?,
+                            fields::text(f, "source")
+                                .map_err(|e| Refused::bad(format!("filters.{}", e.0)))?,
                         ),
                         title: blank(
-                            text_field(f, "title")
-                                .map_err(|e| Refused::bad(format!("filters.{}", e.message)))?,
+                            fields::text(f, "title").map_err(|e| Refused::bad(format!("filters.{}", e.0)))?,
                         ),
                     }
                 }
                 Some(other) => {
-                    return Err(Refused::bad(format!("filters: must be an object, not {}", kind_of(other))));
+                    return Err(Refused::bad(format!(
+                        "filters: must be an object, not {}",
+                        fields::kind_of(other)
+                    )));
                 }
             };
-            let mode = match text_field(&map, "mode")? {
+            let mode = match fields::text(&map, "mode")? {
                 None => None,
                 Some(m) => Some(SearchMode::from_name(&m)?),
             };
@@ -448,11 +399,11 @@ async fn create_collection(
             who.require_writer()?;
             let map = body_object(&body, COLLECTION_FIELDS)?;
             let new = NewCollection {
-                name: text_field(&map, "name")?.ok_or_else(|| Refused::bad("name: required"))?,
-                description: text_field(&map, "description")?,
-                chunk_size: int_field(&map, "chunk_size")?,
-                chunk_overlap: int_field(&map, "chunk_overlap")?,
-                embedding_model: text_field(&map, "embedding_model")?,
+                name: fields::text(&map, "name")?.ok_or_else(|| Refused::bad("name: required"))?,
+                description: fields::text(&map, "description")?,
+                chunk_size: fields::whole(&map, "chunk_size")?,
+                chunk_overlap: fields::whole(&map, "chunk_overlap")?,
+                embedding_model: fields::text(&map, "embedding_model")?,
             };
             let view = service(&state).create_collection(Some(who.user_id), new).await?;
             Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -491,13 +442,13 @@ async fn update_collection(
             let id = path_id(&id, "search collection")?;
             let map = body_object(&body, COLLECTION_FIELDS)?;
             let changes = CollectionChanges {
-                name: text_field(&map, "name")?,
-                description: text_field(&map, "description")?,
-                chunk_size: int_field(&map, "chunk_size")?,
-                chunk_overlap: int_field(&map, "chunk_overlap")?,
+                name: fields::text(&map, "name")?,
+                description: fields::text(&map, "description")?,
+                chunk_size: fields::whole(&map, "chunk_size")?,
+                chunk_overlap: fields::whole(&map, "chunk_overlap")?,
                 embedding_model: match map.get("embedding_model") {
                     None => None,
-                    Some(_) => Some(text_field(&map, "embedding_model")?),
+                    Some(_) => Some(fields::text(&map, "embedding_model")?),
                 },
             };
             Ok(Json(service_as(&state, &who).update_collection(id, changes).await?).into_response())
@@ -569,12 +520,12 @@ async fn paste_document(
             who.require_writer()?;
             let id = path_id(&id, "search collection")?;
             let map = body_object(&body, &["content", "format", "title", "source", "tags"])?;
-            let content = text_field(&map, "content")?.ok_or_else(|| Refused::bad("content: required"))?;
-            let format = Format::from_name(text_field(&map, "format")?.as_deref().unwrap_or("text"))?;
+            let content = fields::text(&map, "content")?.ok_or_else(|| Refused::bad("content: required"))?;
+            let format = Format::from_name(fields::text(&map, "format")?.as_deref().unwrap_or("text"))?;
             let doc = NewDocument {
-                title: text_field(&map, "title")?,
-                source: text_field(&map, "source")?,
-                tags: list_field(&map, "tags")?,
+                title: fields::text(&map, "title")?,
+                source: fields::text(&map, "source")?,
+                tags: fields::text_list(&map, "tags")?,
                 format,
                 file_name: None,
                 bytes: content.into_bytes(),

@@ -43,11 +43,14 @@ use goblin_core::{
     tokens::TokenError,
     users::Role,
 };
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use tower_sessions::Session;
 use uuid::Uuid;
 
-use crate::routes::api::error;
+use crate::routes::{api::error, fields};
+
+/// The shape of a start request, shown when a body is not a JSON object.
+const START_EXAMPLE: &str = r#"{"goblin": "hello", "task": "…"}"#;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -83,6 +86,12 @@ impl Refused {
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         error(self.status, self.kind, &self.message)
+    }
+}
+
+impl From<fields::Invalid> for Refused {
+    fn from(e: fields::Invalid) -> Self {
+        Self::bad(e.0)
     }
 }
 
@@ -171,56 +180,6 @@ fn task_id(raw: &str) -> Result<Uuid, Refused> {
     })
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "true or false",
-        Value::Number(_) => "a number",
-        Value::String(_) => "text",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// The JSON object of a request body, with only `allowed` fields; an empty body is an empty object.
-fn body_object(body: &Bytes, allowed: &[&str]) -> Result<Map<String, Value>, Refused> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| Refused::bad(format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(map) = value else {
-        return Err(Refused::bad(format!(
-            "the body must be a JSON object such as {{\"goblin\": \"hello\", \"task\": \"…\"}}, not {}",
-            kind_of(&value)
-        )));
-    };
-    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(Refused::bad(format!(
-            "unknown field '{}'; the fields are {}",
-            unknown.chars().take(40).collect::<String>(),
-            allowed.join(", ")
-        )));
-    }
-    Ok(map)
-}
-
-fn text_field(map: &Map<String, Value>, field: &str) -> Result<Option<String>, Refused> {
-    match map.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(Refused::bad(format!("{field}: must be text, not {}", kind_of(other)))),
-    }
-}
-
-fn bool_field(map: &Map<String, Value>, field: &str) -> Result<bool, Refused> {
-    match map.get(field) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(Refused::bad(format!("{field}: must be true or false, not {}", kind_of(other)))),
-    }
-}
-
 /// The answer to a started run: 202 while it waits in the queue, 201 for a finished dry run.
 fn started(view: TaskView) -> Response {
     let status = if view.dry_run { StatusCode::CREATED } else { StatusCode::ACCEPTED };
@@ -236,13 +195,17 @@ async fn start(State(state): State<AppState>, headers: HeaderMap, session: Sessi
     answer(
         async {
             let actor = actor(&state, &headers, &session).await?;
-            let map = body_object(&body, &["goblin", "task", "dry_run", "confirm", "code"])?;
+            let map = fields::object(
+                &body,
+                &["goblin", "task", "dry_run", "confirm", "code"],
+                Some(START_EXAMPLE),
+            )?;
             let req = StartRequest {
-                goblin: text_field(&map, "goblin")?.unwrap_or_default(),
-                task: text_field(&map, "task")?.unwrap_or_default(),
-                dry_run: bool_field(&map, "dry_run")?,
-                confirm: bool_field(&map, "confirm")?,
-                code: text_field(&map, "code")?,
+                goblin: fields::text(&map, "goblin")?.unwrap_or_default(),
+                task: fields::text(&map, "task")?.unwrap_or_default(),
+                dry_run: fields::flag(&map, "dry_run")?,
+                confirm: fields::flag(&map, "confirm")?,
+                code: fields::text(&map, "code")?,
             };
             Ok(started(state.tasks.start(&actor, req).await?))
         }
@@ -261,7 +224,7 @@ async fn rerun(
         async {
             let actor = actor(&state, &headers, &session).await?;
             let id = task_id(&id)?;
-            let confirm = bool_field(&body_object(&body, &["confirm"])?, "confirm")?;
+            let confirm = fields::flag(&fields::object(&body, &["confirm"], None)?, "confirm")?;
             Ok(started(state.tasks.rerun(&actor, id, confirm).await?))
         }
         .await,
@@ -479,22 +442,6 @@ fn sse_event(e: TaskEvent) -> SseEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bodies_are_checked_field_by_field() {
-        let fields = ["goblin", "task", "dry_run"];
-        assert!(body_object(&Bytes::from_static(b"  "), &fields).unwrap().is_empty());
-        let e = body_object(&Bytes::from_static(b"{nope"), &fields).unwrap_err();
-        assert!(e.status == StatusCode::BAD_REQUEST && e.message.starts_with("the body is not valid JSON"));
-        let e = body_object(&Bytes::from_static(b"[1]"), &fields).unwrap_err();
-        assert!(e.message.contains("not a list"), "{e:?}");
-        assert!(body_object(&Bytes::from_static(b"{\"extra\": 1}"), &fields).is_err());
-        let map =
-            body_object(&Bytes::from_static(b"{\"goblin\": 5, \"dry_run\": \"yes\"}"), &fields).unwrap();
-        assert!(text_field(&map, "goblin").is_err());
-        assert!(bool_field(&map, "dry_run").is_err());
-        assert_eq!(text_field(&map, "task").unwrap(), None);
-    }
 
     #[test]
     fn the_resume_point_prefers_last_event_id() {
