@@ -1,6 +1,8 @@
 // Launches Debian's chromium through playwright-core, with the flags this environment needs: no
 // sandbox as root, no outside network lookups (only localhost resolves), no background traffic.
 // Playwright gives every launch a fresh temporary profile (user-data-dir).
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { chromium } from "playwright-core";
 
 export const BASE_URL = process.env.GOBLIN_BASE_URL ?? "http://localhost:3000";
@@ -22,6 +24,23 @@ export async function launch() {
       "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
     ],
   });
+}
+
+/// The admin's saved session (cookies), which first-run.test.mjs writes after signing in.
+export function adminState() {
+  const state = process.env.GOBLIN_E2E_STATE;
+  assert.ok(state && existsSync(state), "run after first-run.test.mjs, which saves the admin session");
+  return state;
+}
+
+/// A browser signed in as the admin: the browser, a context holding the admin's session, a page in
+/// it and the errors that page reports (see `watchErrors`).
+export async function asAdmin() {
+  const state = adminState();
+  const browser = await launch();
+  const context = await browser.newContext({ storageState: state });
+  const page = await context.newPage();
+  return { browser, context, page, errors: watchErrors(page) };
 }
 
 /// Collects uncaught page errors and console errors, which is how a failed hydration shows itself.

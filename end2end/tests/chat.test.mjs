@@ -7,10 +7,8 @@
 // answer, one whose answers stall after the first word) and deletes them at the end.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { BASE_URL, launch, watchErrors } from "../support/browser.mjs";
+import { BASE_URL, adminState, asAdmin } from "../support/browser.mjs";
 
-const STATE = process.env.GOBLIN_E2E_STATE;
 const MOCK_URL = process.env.GOBLIN_MOCK_URL;
 const MOCK_KEY = process.env.GOBLIN_MOCK_KEY;
 const MESSAGE = 'Hello **bold** <img src=x onerror="window.__xss=1">';
@@ -57,11 +55,7 @@ async function addMockProvider(name, behavior) {
 
 before(async () => {
   assert.ok(MOCK_URL && MOCK_KEY, "GOBLIN_MOCK_URL and GOBLIN_MOCK_KEY must name the running mock upstream");
-  assert.ok(STATE && existsSync(STATE), "run after first-run.test.mjs, which saves the admin session");
-  browser = await launch();
-  context = await browser.newContext({ storageState: STATE });
-  page = await context.newPage();
-  errors = watchErrors(page);
+  ({ browser, context, page, errors } = await asAdmin());
   await addMockProvider("e2e-slow", "latency=1500");
   await addMockProvider("e2e-stall", "stall");
 });
@@ -150,7 +144,7 @@ describe("chat", () => {
   });
 
   test("without JavaScript the form sends, and the page shows the finished answer", async () => {
-    const noJs = await browser.newContext({ javaScriptEnabled: false, storageState: STATE });
+    const noJs = await browser.newContext({ javaScriptEnabled: false, storageState: adminState() });
     const p = await noJs.newPage();
     await p.goto(`${BASE_URL}/chat`);
     await send(p, "openai/gpt-4o-mini", MESSAGE);

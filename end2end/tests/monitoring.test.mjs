@@ -4,10 +4,7 @@
 // first-run.test.mjs, whose admin session it reuses. It leaves Raptor stopped.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { BASE_URL, launch, watchErrors } from "../support/browser.mjs";
-
-const STATE = process.env.GOBLIN_E2E_STATE;
+import { BASE_URL, adminState, asAdmin } from "../support/browser.mjs";
 
 let browser;
 let context;
@@ -15,11 +12,7 @@ let page;
 let errors;
 
 before(async () => {
-  assert.ok(STATE && existsSync(STATE), "run after first-run.test.mjs, which saves the admin session");
-  browser = await launch();
-  context = await browser.newContext({ storageState: STATE });
-  page = await context.newPage();
-  errors = watchErrors(page);
+  ({ browser, context, page, errors } = await asAdmin());
 });
 after(async () => {
   await browser?.close();
@@ -85,7 +78,7 @@ describe("monitoring", () => {
   });
 
   test("without JavaScript, Raptor starts and stops through plain forms and the lists render", async () => {
-    const noJs = await browser.newContext({ javaScriptEnabled: false, storageState: STATE });
+    const noJs = await browser.newContext({ javaScriptEnabled: false, storageState: adminState() });
     const p = await noJs.newPage();
     const resp = await p.goto(`${BASE_URL}/admin/monitoring`);
     assert.equal(resp.status(), 200);
@@ -114,7 +107,7 @@ describe("monitoring", () => {
     assert.match(await page.getByTestId("providers-healthy").textContent(), /^\d+ of \d+$/);
     assert.match(await page.getByTestId("spend-today").textContent(), /^\$\d/);
 
-    const noJs = await browser.newContext({ javaScriptEnabled: false, storageState: STATE });
+    const noJs = await browser.newContext({ javaScriptEnabled: false, storageState: adminState() });
     const p = await noJs.newPage();
     assert.equal((await p.goto(`${BASE_URL}/`)).status(), 200);
     assert.ok(await p.getByTestId("card-spend").isVisible());

@@ -4,10 +4,8 @@
 // whose admin session it reuses.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { BASE_URL, launch, watchErrors } from "../support/browser.mjs";
+import { BASE_URL, adminState, asAdmin } from "../support/browser.mjs";
 
-const STATE = process.env.GOBLIN_E2E_STATE;
 const MOCK_URL = process.env.GOBLIN_MOCK_URL;
 const MOCK_KEY = process.env.GOBLIN_MOCK_KEY;
 
@@ -18,11 +16,7 @@ let errors;
 
 before(async () => {
   assert.ok(MOCK_URL && MOCK_KEY, "GOBLIN_MOCK_URL and GOBLIN_MOCK_KEY must name the running mock upstream");
-  assert.ok(STATE && existsSync(STATE), "run after first-run.test.mjs, which saves the admin session");
-  browser = await launch();
-  context = await browser.newContext({ storageState: STATE });
-  page = await context.newPage();
-  errors = watchErrors(page);
+  ({ browser, context, page, errors } = await asAdmin());
 });
 after(async () => {
   await browser?.close();
@@ -39,7 +33,7 @@ async function submitAndReturn(p, button) {
 }
 
 async function noJsPage() {
-  const noJs = await browser.newContext({ javaScriptEnabled: false, storageState: STATE });
+  const noJs = await browser.newContext({ javaScriptEnabled: false, storageState: adminState() });
   return [noJs, await noJs.newPage()];
 }
 

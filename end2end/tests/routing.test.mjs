@@ -5,10 +5,7 @@
 // It leaves no alias behind.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { BASE_URL, launch, watchErrors } from "../support/browser.mjs";
-
-const STATE = process.env.GOBLIN_E2E_STATE;
+import { BASE_URL, adminState, asAdmin } from "../support/browser.mjs";
 
 let browser;
 let context;
@@ -16,11 +13,7 @@ let page;
 let errors;
 
 before(async () => {
-  assert.ok(STATE && existsSync(STATE), "run after first-run.test.mjs, which saves the admin session");
-  browser = await launch();
-  context = await browser.newContext({ storageState: STATE });
-  page = await context.newPage();
-  errors = watchErrors(page);
+  ({ browser, context, page, errors } = await asAdmin());
 });
 after(async () => {
   await browser?.close();
@@ -85,7 +78,7 @@ describe("routing", () => {
   });
 
   test("without JavaScript, plain forms add, refuse and delete, and the log filters by GET", async () => {
-    const noJs = await browser.newContext({ javaScriptEnabled: false, storageState: STATE });
+    const noJs = await browser.newContext({ javaScriptEnabled: false, storageState: adminState() });
     const p = await noJs.newPage();
     await p.goto(`${BASE_URL}/admin/routing`);
 

@@ -8,12 +8,11 @@
 // answer repeats the numbered sources, and their citations).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BASE_URL, launch, watchErrors } from "../support/browser.mjs";
+import { BASE_URL, adminState, asAdmin } from "../support/browser.mjs";
 
-const STATE = process.env.GOBLIN_E2E_STATE;
 const NAME = `e2e-handbook-${process.pid}`;
 const HOSTILE = '<img src=x onerror="window.__xss=1">';
 const COLLECTION_URL = /\/search\/collections\/[0-9a-f-]{36}$/;
@@ -34,12 +33,8 @@ function file(name, text) {
 }
 
 before(async () => {
-  assert.ok(STATE && existsSync(STATE), "run after first-run.test.mjs, which saves the admin session");
   dir = mkdtempSync(join(tmpdir(), "goblin-e2e-search-"));
-  browser = await launch();
-  context = await browser.newContext({ storageState: STATE });
-  page = await context.newPage();
-  errors = watchErrors(page);
+  ({ browser, context, page, errors } = await asAdmin());
   page.on("response", (r) => {
     if (r.status() >= 400) failed.push(`${r.status()} ${r.url()}`);
   });
@@ -143,7 +138,7 @@ describe("search", () => {
   });
 
   test("without JavaScript the upload form and the query box work, and a refused file says why", async () => {
-    const noJs = await browser.newContext({ javaScriptEnabled: false, storageState: STATE });
+    const noJs = await browser.newContext({ javaScriptEnabled: false, storageState: adminState() });
     const p = await noJs.newPage();
     await p.goto(collectionUrl);
     await p.getByTestId("upload-file").setInputFiles(file("bridges.txt", "Trolls collect tolls on every stone bridge."));

@@ -8,10 +8,8 @@
 // repository).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { BASE_URL, addPasskeyAuthenticator, launch, watchErrors, within } from "../support/browser.mjs";
+import { BASE_URL, addPasskeyAuthenticator, adminState, launch, watchErrors, within } from "../support/browser.mjs";
 
-const STATE = process.env.GOBLIN_E2E_STATE;
 const TASK_URL = /\/tasks\/[0-9a-f-]{36}$/;
 const OPERATOR = `otto-${Date.now().toString(36)}`;
 
@@ -34,9 +32,8 @@ function card(p, id) {
 }
 
 before(async () => {
-  assert.ok(STATE && existsSync(STATE), "run after first-run.test.mjs, which saves the admin session");
   browser = await launch();
-  admin = await browser.newContext({ storageState: STATE });
+  admin = await browser.newContext({ storageState: adminState() });
 
   // The admin invites an operator, who registers a passkey through the link.
   const resp = await admin.request.post(`${BASE_URL}/fn/admin/invite`, {
