@@ -255,7 +255,6 @@ impl Gateway {
         redis: Option<Arc<RedisHandle>>,
     ) -> Result<Arc<Self>, DbErr> {
         let table = Table::load(&db, &keyring).await?;
-        tokenize::warm_up();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
@@ -1019,7 +1018,8 @@ impl Gateway {
                             if checked.choices.is_none() {
                                 return Err(unreadable("no choices".into()));
                             }
-                            let usage = checked.usage.as_ref().and_then(translate::usage_of).unwrap_or_default();
+                            let usage =
+                                checked.usage.as_ref().and_then(translate::usage_of).unwrap_or_default();
                             Ok((Answer::Passed(bytes), usage))
                         }
                     }
@@ -1461,11 +1461,20 @@ impl Gateway {
                 }
             }
         }
-        // No usage from the provider (it sent none, or the client left first): count the tokens.
-        let usage = open.translator.usage().unwrap_or_else(|| Usage {
-            prompt_tokens: tokenize::count_messages(&body),
-            completion_tokens: tokenize::count(open.translator.text_so_far()),
-        });
+        // No usage from the provider (it sent none, or the client left first): count the tokens, off
+        // the async threads (the first count loads the tokenizer).
+        let usage = match open.translator.usage() {
+            Some(usage) => usage,
+            None => {
+                let text = open.translator.text_so_far().to_owned();
+                tokio::task::spawn_blocking(move || Usage {
+                    prompt_tokens: tokenize::count_messages(&body),
+                    completion_tokens: tokenize::count(&text),
+                })
+                .await
+                .unwrap_or_default()
+            }
+        };
         record.tokens_in = usage.prompt_tokens;
         record.tokens_out = usage.completion_tokens;
         record.cost_micros = Self::cost(&target, usage);

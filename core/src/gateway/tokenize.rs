@@ -6,8 +6,9 @@
 //!
 //! The encoding's 200,000 tokens are kept in a compact table (about 4 MB: every token's bytes in one
 //! buffer and an open-addressing index of ranks) instead of the general-purpose encoder's maps, which
-//! hold each token twice in separate allocations and take about 45 MB. The table is read once from
-//! the encoder bundled with `tiktoken-rs`, which is then dropped. Counting follows the byte-pair
+//! hold each token twice in separate allocations and take about 45 MB. The table is built at the first
+//! count (most providers report usage, so a server may never need it), from the encoder bundled with
+//! `tiktoken-rs`, which is then dropped. Counting follows the byte-pair
 //! rule of that encoder: a piece of text (split by the encoding's pattern) is one token when it is
 //! in the vocabulary; otherwise its bytes are merged pairwise, lowest rank first (leftmost among
 //! equals), until no adjacent pair forms a token.
@@ -193,11 +194,7 @@ impl Vocab {
             }
             parts -= 1;
             // The new pair of i with its new successor.
-            pair_rank[i] = if next[i] < n {
-                self.rank(&piece[i..end_of(&next, next[i])])
-            } else {
-                NONE
-            };
+            pair_rank[i] = if next[i] < n { self.rank(&piece[i..end_of(&next, next[i])]) } else { NONE };
             if pair_rank[i] != NONE {
                 heap.push(Reverse((pair_rank[i], i)));
             }
@@ -235,13 +232,6 @@ fn vocab() -> Option<&'static Vocab> {
             }
         })
         .as_ref()
-}
-
-/// Loads the encoding ahead of the first count (it takes a moment), off the async threads.
-pub fn warm_up() {
-    std::thread::spawn(|| {
-        let _ = vocab();
-    });
 }
 
 /// The tokens in `text`.
