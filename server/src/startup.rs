@@ -223,7 +223,7 @@ impl Application {
             .with_expiry(Expiry::OnInactivity(time::Duration::minutes(i64::from(
                 state.config.auth.session_idle_minutes,
             ))));
-        let router = router(state.clone()).layer(session_layer);
+        let router = router(state.clone(), session_layer);
         Ok(Self { listener, router, public_url, state, setup_url, worker })
     }
 
@@ -284,8 +284,11 @@ impl Application {
 static ROUTES: std::sync::LazyLock<Vec<leptos_axum::AxumRouteListing>> =
     std::sync::LazyLock::new(|| generate_route_list(App));
 
-/// The whole HTTP surface.
-pub fn router(state: AppState) -> Router {
+/// The whole HTTP surface, with `sessions` as the outermost layer.
+pub fn router<S: tower_sessions::SessionStore + Clone>(
+    state: AppState,
+    sessions: SessionManagerLayer<S>,
+) -> Router {
     let routes = ROUTES.clone();
     let request_id = HeaderName::from_static("x-request-id");
     let ctx_state = state.clone();
@@ -314,6 +317,7 @@ pub fn router(state: AppState) -> Router {
         // cost every request some fifty boxed clones. Outermost first.
         .layer(
             tower::ServiceBuilder::new()
+                .layer(sessions)
                 .layer(axum::middleware::from_fn(crate::observe::sanitize_request_id))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 // The request span: its fields are the context of every log line and traced
