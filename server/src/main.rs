@@ -11,8 +11,8 @@ use std::process::ExitCode;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Hand freed pages back to the system at once rather than after jemalloc's default ten seconds: the
-/// resident size then follows what is in use, also after a burst (loading the tokenizer at start-up,
-/// a thousand streams opening together). The `_RJEM_MALLOC_CONF` environment variable overrides it.
+/// resident size then follows what is in use, also after a burst (building the tokenizer, a thousand
+/// streams opening together). The `_RJEM_MALLOC_CONF` environment variable overrides it.
 #[cfg(all(unix, not(target_env = "musl")))]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static MALLOC_CONF: &[u8; 34] = b"dirty_decay_ms:0,muzzy_decay_ms:0\0";

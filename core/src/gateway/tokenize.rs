@@ -8,10 +8,10 @@
 //! buffer and an open-addressing index of ranks) instead of the general-purpose encoder's maps, which
 //! hold each token twice in separate allocations and take about 45 MB. The table is built at the first
 //! count (most providers report usage, so a server may never need it), from the encoder bundled with
-//! `tiktoken-rs`, which is then dropped. Counting follows the byte-pair
-//! rule of that encoder: a piece of text (split by the encoding's pattern) is one token when it is
-//! in the vocabulary; otherwise its bytes are merged pairwise, lowest rank first (leftmost among
-//! equals), until no adjacent pair forms a token.
+//! `tiktoken-rs`, which is then dropped. Counting follows the byte-pair rule of that encoder: a piece
+//! of text (split by the encoding's pattern) is one token when it is in the vocabulary; otherwise its
+//! bytes are merged pairwise, lowest rank first (leftmost among equals), until no adjacent pair forms
+//! a token.
 
 use std::{cmp::Reverse, collections::BinaryHeap, sync::OnceLock};
 
