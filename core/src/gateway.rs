@@ -235,6 +235,17 @@ fn now_unix() -> i64 {
     Utc::now().timestamp()
 }
 
+/// `s` cut to at most `max` characters.
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    match s.char_indices().nth(max) {
+        Some((end, _)) => s[..end].to_owned(),
+        None => s.to_owned(),
+    }
+}
+
 fn millis(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
@@ -259,6 +270,9 @@ impl Gateway {
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .pool_max_idle_per_host(256)
+            // The gateway retries and fails over itself (`run`); the client's own retry of refused
+            // HTTP/2 streams would also copy every request's headers in case it needs them.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .user_agent(concat!("goblin-assistant/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
@@ -771,7 +785,7 @@ impl Gateway {
             created_at: self.clock.now(),
             user_id: caller.user_id,
             token_id: caller.token_id,
-            requested_model: requested.chars().take(192).collect(),
+            requested_model: clip(requested, 192),
             route_alias: alias,
             attempts: Vec::new(),
             provider_id: None,
@@ -865,7 +879,7 @@ impl Gateway {
                             model: target.model.clone(),
                             status: f.status(),
                             latency_ms,
-                            error: Some(f.message().chars().take(500).collect()),
+                            error: Some(clip(f.message(), 500)),
                         });
                         if let Failure::Client { status, message } = f {
                             // The provider is fine; the request is not.
@@ -930,7 +944,7 @@ impl Gateway {
             Err(e) => {
                 record.outcome = Outcome::Error;
                 record.http_status = e.status;
-                record.error = Some(e.message.chars().take(1000).collect());
+                record.error = Some(clip(&e.message, 1000));
             }
         }
         self.charge(&record);
@@ -1587,4 +1601,20 @@ fn circuit_metric(target: &Target, change: Change) {
         .increment(1);
     metrics::gauge!("goblin_gateway_circuit_state", "provider" => provider, "model" => model)
         .set(if to == "open" { 1.0 } else { 0.0 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn clip_counts_characters_not_bytes() {
+        assert_eq!(clip("gpt-4o-mini", 192), "gpt-4o-mini");
+        assert_eq!(clip("gpt-4o-mini", 3), "gpt");
+        assert_eq!(clip("", 3), "");
+        // Four characters of two bytes each: eight bytes, over a limit of five by bytes only.
+        assert_eq!(clip("éééé", 5), "éééé");
+        assert_eq!(clip("éééé", 2), "éé");
+        assert_eq!(clip("日本語のモデル", 3), "日本語");
+    }
 }

@@ -419,7 +419,7 @@ pub struct Settings {
     db: DatabaseConnection,
     clock: SharedClock,
     defaults: HashMap<&'static str, SettingValue>,
-    current: RwLock<HashMap<&'static str, Current>>,
+    current: RwLock<crate::FastMap<&'static str, Current>>,
     /// Serialises `load`, `set` and `reset` within this process, so a refresh that read the table
     /// just before a local change cannot put the old value back into the snapshot.
     writer: tokio::sync::Mutex<()>,
@@ -489,7 +489,7 @@ impl Settings {
     pub async fn load(&self) -> Result<(), DbErr> {
         let _writer = self.writer.lock().await;
         let rows = global_settings::Entity::find().all(&self.db).await?;
-        let mut next: HashMap<&'static str, Current> =
+        let mut next: crate::FastMap<&'static str, Current> =
             self.defaults.iter().map(|(k, v)| (*k, Current { value: v.clone(), stored: None })).collect();
         for row in rows {
             let Some(def) = find(&row.key) else {

@@ -168,7 +168,7 @@ pub struct TokenService {
 /// valid signature get in.
 #[derive(Default)]
 struct SignedCache {
-    entries: std::sync::RwLock<HashMap<Box<str>, Arc<SignedToken>>>,
+    entries: std::sync::RwLock<crate::FastMap<Box<str>, Arc<SignedToken>>>,
 }
 
 /// What a verified token says.
@@ -207,7 +207,7 @@ impl SignedCache {
 ///   other instances see it within `fresh`.
 struct RowCache {
     fresh: std::time::Duration,
-    entries: std::sync::RwLock<HashMap<Uuid, CachedRow>>,
+    entries: std::sync::RwLock<crate::FastMap<Uuid, CachedRow>>,
     /// Bumped by every clearing: a read that started before one is not cached.
     generation: std::sync::atomic::AtomicU64,
     /// When a read last failed: for a second after, cached rows are used without trying again, so
@@ -292,7 +292,7 @@ impl TokenService {
             cache: RwLock::new(HashMap::new()),
             rows: RowCache {
                 fresh: DEFAULT_ROW_CACHE,
-                entries: std::sync::RwLock::new(HashMap::new()),
+                entries: std::sync::RwLock::new(crate::FastMap::default()),
                 generation: std::sync::atomic::AtomicU64::new(0),
                 failed_at: std::sync::Mutex::new(None),
                 redis: None,

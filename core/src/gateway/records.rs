@@ -60,7 +60,7 @@
 //! more attempt to write what it holds and then stops.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashSet, VecDeque},
     future::Future,
     hash::{BuildHasher, RandomState},
     pin::Pin,
@@ -90,7 +90,7 @@ use tokio::{
 use uuid::Uuid;
 
 use self::rows::LogRow;
-use crate::{clock::SharedClock, entities::provider_metrics};
+use crate::{FastMap, clock::SharedClock, entities::provider_metrics};
 
 mod rows;
 
@@ -366,12 +366,12 @@ fn export(series: &SeriesCache, r: &RequestRecord) {
 /// request. A series belongs to the recorder installed when it was made (one per process).
 #[derive(Default)]
 struct SeriesCache {
-    by_provider: RwLock<HashMap<Option<Uuid>, HashMap<Box<str>, Arc<Series>>>>,
+    by_provider: RwLock<FastMap<Option<Uuid>, FastMap<Box<str>, Arc<Series>>>>,
 }
 
 impl SeriesCache {
     fn of(&self, provider_id: Option<Uuid>, model: &str) -> Arc<Series> {
-        let read = |map: &HashMap<Option<Uuid>, HashMap<Box<str>, Arc<Series>>>| {
+        let read = |map: &FastMap<Option<Uuid>, FastMap<Box<str>, Arc<Series>>>| {
             map.get(&provider_id).and_then(|models| models.get(model)).cloned()
         };
         if let Some(found) = read(&self.by_provider.read().unwrap_or_else(PoisonError::into_inner)) {
@@ -672,6 +672,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// At most `max` characters, without NUL (which PostgreSQL text refuses).
 fn clean(s: &str, max: usize) -> String {
+    if s.len() <= max && !s.contains('\0') {
+        return s.to_owned();
+    }
     s.chars().filter(|c| *c != '\0').take(max).collect()
 }
 
@@ -702,7 +705,7 @@ fn weighted_median(samples: &mut [(u32, f64)]) -> Option<u32> {
 #[derive(Default)]
 struct Metrics {
     /// Minutes in ascending order per provider and model.
-    by_provider: HashMap<Uuid, HashMap<String, VecDeque<Bucket>>>,
+    by_provider: FastMap<Uuid, FastMap<String, VecDeque<Bucket>>>,
 }
 
 impl Metrics {
@@ -1522,6 +1525,15 @@ mod tests {
             .connect_timeout(Duration::from_secs(600))
             .sqlx_logging(false);
         Database::connect(opts).await.unwrap()
+    }
+
+    #[test]
+    fn clean_cuts_at_characters_and_drops_nul() {
+        assert_eq!(super::clean("openai/gpt-4o-mini", 192), "openai/gpt-4o-mini");
+        assert_eq!(super::clean("a\0b\0c", 192), "abc");
+        assert_eq!(super::clean("abcdef", 4), "abcd");
+        assert_eq!(super::clean("ééé", 4), "ééé");
+        assert_eq!(super::clean("éé\0ééé", 4), "éééé");
     }
 
     #[test]
