@@ -128,21 +128,29 @@ struct SpanFields(Vec<(&'static str, String)>);
 
 impl Visit for SpanFields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, value.to_string());
+        if let Some(name) = context_field(field) {
+            self.put(name, value.to_string());
+        }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.put(field, format!("{value:?}"));
+        // Only the context fields are written out; a span's other fields (the path) are not.
+        if let Some(name) = context_field(field) {
+            self.put(name, format!("{value:?}"));
+        }
     }
 }
 
+fn context_field(field: &Field) -> Option<&'static str> {
+    CONTEXT_FIELDS.iter().find(|n| **n == field.name()).copied()
+}
+
 impl SpanFields {
-    fn put(&mut self, field: &Field, value: String) {
-        let Some(name) = CONTEXT_FIELDS.iter().find(|n| **n == field.name()) else { return };
+    fn put(&mut self, name: &'static str, value: String) {
         if value.is_empty() {
             return;
         }
-        match self.0.iter_mut().find(|(n, _)| n == name) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
             Some(slot) => slot.1 = value,
             None => self.0.push((name, value)),
         }
