@@ -235,17 +235,6 @@ fn now_unix() -> i64 {
     Utc::now().timestamp()
 }
 
-/// `s` cut to at most `max` characters.
-fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    match s.char_indices().nth(max) {
-        Some((end, _)) => s[..end].to_owned(),
-        None => s.to_owned(),
-    }
-}
-
 fn millis(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
@@ -785,7 +774,7 @@ impl Gateway {
             created_at: self.clock.now(),
             user_id: caller.user_id,
             token_id: caller.token_id,
-            requested_model: clip(requested, 192),
+            requested_model: records::clean(requested, 192),
             route_alias: alias,
             attempts: Vec::new(),
             provider_id: None,
@@ -879,7 +868,7 @@ impl Gateway {
                             model: target.model.clone(),
                             status: f.status(),
                             latency_ms,
-                            error: Some(clip(f.message(), 500)),
+                            error: Some(records::clean(f.message(), 500)),
                         });
                         if let Failure::Client { status, message } = f {
                             // The provider is fine; the request is not.
@@ -944,7 +933,7 @@ impl Gateway {
             Err(e) => {
                 record.outcome = Outcome::Error;
                 record.http_status = e.status;
-                record.error = Some(clip(&e.message, 1000));
+                record.error = Some(records::clean(&e.message, 1000));
             }
         }
         self.charge(&record);
@@ -1601,20 +1590,4 @@ fn circuit_metric(target: &Target, change: Change) {
         .increment(1);
     metrics::gauge!("goblin_gateway_circuit_state", "provider" => provider, "model" => model)
         .set(if to == "open" { 1.0 } else { 0.0 });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::clip;
-
-    #[test]
-    fn clip_counts_characters_not_bytes() {
-        assert_eq!(clip("gpt-4o-mini", 192), "gpt-4o-mini");
-        assert_eq!(clip("gpt-4o-mini", 3), "gpt");
-        assert_eq!(clip("", 3), "");
-        // Four characters of two bytes each: eight bytes, over a limit of five by bytes only.
-        assert_eq!(clip("éééé", 5), "éééé");
-        assert_eq!(clip("éééé", 2), "éé");
-        assert_eq!(clip("日本語のモデル", 3), "日本語");
-    }
 }

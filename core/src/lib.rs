@@ -32,10 +32,10 @@ pub mod tokens;
 pub mod users;
 
 pub use config::Config;
+pub use secret::Secret;
 
 /// A hash map for the in-memory lookups every request makes (verified tokens, token rows, metric
 /// series, settings): foldhash, seeded per process, hashes short keys several times faster than the
 /// standard library's SipHash. Only for maps whose keys a caller cannot choose at will (a token is
 /// cached only once its signature checks out).
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-pub use secret::Secret;

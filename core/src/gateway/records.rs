@@ -671,7 +671,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// At most `max` characters, without NUL (which PostgreSQL text refuses).
-fn clean(s: &str, max: usize) -> String {
+pub(super) fn clean(s: &str, max: usize) -> String {
     if s.len() <= max && !s.contains('\0') {
         return s.to_owned();
     }
@@ -1534,6 +1534,12 @@ mod tests {
         assert_eq!(super::clean("abcdef", 4), "abcd");
         assert_eq!(super::clean("ééé", 4), "ééé");
         assert_eq!(super::clean("éé\0ééé", 4), "éééé");
+        assert_eq!(super::clean("gpt-4o-mini", 3), "gpt");
+        assert_eq!(super::clean("", 3), "");
+        // Four characters of two bytes each: eight bytes, over a limit of five by bytes only.
+        assert_eq!(super::clean("éééé", 5), "éééé");
+        assert_eq!(super::clean("éééé", 2), "éé");
+        assert_eq!(super::clean("日本語のモデル", 3), "日本語");
     }
 
     #[test]
