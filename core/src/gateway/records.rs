@@ -366,12 +366,14 @@ fn export(series: &SeriesCache, r: &RequestRecord) {
 /// request. A series belongs to the recorder installed when it was made (one per process).
 #[derive(Default)]
 struct SeriesCache {
-    by_provider: RwLock<FastMap<Option<Uuid>, FastMap<Box<str>, Arc<Series>>>>,
+    by_provider: RwLock<FastMap<Option<Uuid>, SeriesByModel>>,
 }
+
+type SeriesByModel = FastMap<Box<str>, Arc<Series>>;
 
 impl SeriesCache {
     fn of(&self, provider_id: Option<Uuid>, model: &str) -> Arc<Series> {
-        let read = |map: &FastMap<Option<Uuid>, FastMap<Box<str>, Arc<Series>>>| {
+        let read = |map: &FastMap<Option<Uuid>, SeriesByModel>| {
             map.get(&provider_id).and_then(|models| models.get(model)).cloned()
         };
         if let Some(found) = read(&self.by_provider.read().unwrap_or_else(PoisonError::into_inner)) {
